@@ -1,0 +1,113 @@
+"""Settings: every knob of forestops, read from the environment or `.env`, with embedded defaults.
+
+The defaults give the embedded shape (SQLite, local MLflow, local artifact folder, all under
+`FORESTOPS_HOME`); the full stack overrides them through the environment. Paths that depend on
+`FORESTOPS_HOME` are resolved after loading, so setting only the home moves everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_CANDIDATES = ("logistic_regression", "svc", "random_forest", "lightgbm")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- where state lives -------------------------------------------------------------------
+    forestops_home: Path = Path(".forestops")
+    forestops_dataset: Path | None = Field(
+        None,
+        description="Course-format CSV(.gz) or UCI covtype.data(.gz); unset: download UCI once",
+    )
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; default sqlite:///<home>/forestops.db"
+    )
+    artifact_store_uri: str = Field(
+        "",
+        description="Raw payload archive: a folder or s3://bucket/prefix; default <home>/artifacts",
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint for MinIO or a test server")
+
+    # --- the batch data source ---------------------------------------------------------------
+    source_api_base_url: str = Field("", description="Course data API; unset: the built-in one")
+    group_number: int = Field(1, ge=1, le=10)
+    source_timeout_s: float = Field(30.0, gt=0)
+    source_retries: int = Field(5, ge=1, description="Attempts per call before failing loudly")
+    source_backoff_max_s: float = Field(30.0, gt=0)
+    data_api_port: int = 8081
+    min_update_time_s: float = Field(300.0, ge=0, description="Built-in data API batch window")
+    sample_fraction: float = Field(0.1, gt=0, le=1, description="Built-in data API share per call")
+
+    # --- MLflow and the registry ---------------------------------------------------------------
+    mlflow_tracking_uri: str = Field("", description="Default sqlite:///<home>/mlflow.db")
+    mlflow_enable_model_registry: bool = True
+    mlflow_experiment_name: str = "forest-cover"
+    model_name: str = "forest-cover"
+    champion_alias: str = "champion"
+    mlflow_url: str = "http://127.0.0.1:5000"
+
+    # --- training ----------------------------------------------------------------------------
+    train_candidates: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CANDIDATES
+    train_min_rows: int = Field(500, ge=10)
+    train_eval_fraction: float = Field(0.2, gt=0, lt=0.9)
+    train_seed: int = 42
+    svc_max_rows: int = Field(20_000, ge=100, description="SVC is quadratic: bounded subsample")
+    logreg_max_rows: int = Field(100_000, ge=100)
+    random_forest_trees: int = Field(60, ge=1)
+    random_forest_max_rows: int = Field(150_000, ge=100)
+    lightgbm_max_rounds: int = Field(700, ge=1)
+    lightgbm_time_budget_s: float = Field(300.0, gt=0)
+
+    # --- inference service -------------------------------------------------------------------
+    inference_api_url: str = "http://127.0.0.1:8000"
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    admin_api_key: SecretStr | None = None
+    max_batch_rows: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    model_poll_interval_s: float = Field(60.0, ge=0, description="0 disables polling")
+
+    # --- embedded scheduler ------------------------------------------------------------------
+    ingest_interval_s: float = Field(300.0, gt=0)
+    train_interval_s: float = Field(900.0, gt=0)
+
+    @field_validator("train_candidates", "api_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        home = self.forestops_home.expanduser().resolve()
+        self.forestops_home = home
+        if not self.database_url:
+            self.database_url = f"sqlite:///{home / 'forestops.db'}"
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+        if not self.artifact_store_uri:
+            self.artifact_store_uri = str(home / "artifacts")
+        return self
+
+    @property
+    def models_dir(self) -> Path:
+        return self.forestops_home / "models"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.forestops_home / "mlruns"
+
+    def ensure_home(self) -> Path:
+        self.forestops_home.mkdir(parents=True, exist_ok=True)
+        return self.forestops_home
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Fresh settings from the environment (never cached: tests and the CLI change the env)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,140 @@
+"""Contract-driven feature encoding: the first step of every model pipeline.
+
+Categories get their codes from the contract (never from the data that happened to arrive), and
+the engineered features are the usual Covertype ones (FIELD_NOTES: +0.7 accuracy points). The
+whole encoding is plain numpy on three arrays, so the inference service can call
+`ContractEncoder.encode_arrays` on validated records without building a DataFrame, and the result
+is bit-for-bit what `transform` gives during training and through `mlflow.pyfunc`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from forestops import contract
+
+_IDX = {name: i for i, name in enumerate(contract.NUMERIC_NAMES)}
+_N_AREAS = len(contract.WILDERNESS_AREAS)
+_N_SOILS = len(contract.SOIL_TYPES)
+_ENGINEERED = (
+    "hydrology_euclidean",
+    "elevation_minus_vertical_hydrology",
+    "elevation_minus_horizontal_hydrology",
+    "hydrology_plus_fire",
+    "hydrology_minus_fire_abs",
+    "hydrology_plus_roads",
+    "hydrology_minus_roads_abs",
+    "fire_plus_roads",
+    "fire_minus_roads_abs",
+    "hillshade_sum",
+    "aspect_sin",
+    "aspect_cos",
+)
+
+Categorical = Literal["ordinal", "onehot"]
+
+
+def frame_to_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split a frame with canonical or course column names into (numeric, area codes, soil codes).
+
+    Raises ValueError naming missing columns or unknown categories.
+    """
+    frame = frame.rename(columns=contract.canonical_column)
+    missing = [name for name in contract.FEATURE_NAMES if name not in frame.columns]
+    if missing:
+        raise ValueError(f"missing feature columns: {', '.join(missing)}")
+    numeric = frame.loc[:, list(contract.NUMERIC_NAMES)].to_numpy(dtype=np.float64)
+    return (
+        numeric,
+        _codes(frame["wilderness_area"], "wilderness_area"),
+        _codes(frame["soil_type"], "soil_type"),
+    )
+
+
+def _codes(values: pd.Series, feature: str) -> np.ndarray:
+    lookup = {
+        spelling.casefold(): position
+        for position, category in enumerate(contract.CATEGORICAL_FEATURES[feature])
+        for spelling in (category.code, *category.aliases)
+    }
+    codes = values.astype(str).str.strip().str.casefold().map(lookup)
+    if codes.isna().any():
+        bad = values[codes.isna()].iloc[0]
+        contract.category_code(feature, bad)  # raises the contract's readable error
+    return codes.to_numpy(dtype=np.int64)
+
+
+class ContractEncoder(TransformerMixin, BaseEstimator):
+    """Stateless transformer: raw contract columns -> model matrix.
+
+    `categorical="ordinal"` suits trees (one code column per category feature);
+    `"onehot"` suits linear models and kernels (the contract's full category lists, so the
+    width never depends on the data). `engineered` adds the derived Covertype features.
+    """
+
+    def __init__(self, categorical: Categorical = "ordinal", engineered: bool = True) -> None:
+        self.categorical = categorical
+        self.engineered = engineered
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> ContractEncoder:
+        self.n_features_in_ = len(contract.FEATURE_NAMES)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        return self.encode_arrays(*frame_to_arrays(X))
+
+    def encode_arrays(self, numeric: np.ndarray, area: np.ndarray, soil: np.ndarray) -> np.ndarray:
+        """The encoding itself, on already-validated arrays (the serving fast path)."""
+        numeric = np.asarray(numeric, dtype=np.float64).reshape(-1, len(contract.NUMERIC_NAMES))
+        blocks = [numeric]
+        if self.engineered:
+            blocks.append(_engineered(numeric))
+        if self.categorical == "onehot":
+            blocks.append(np.eye(_N_AREAS)[area])
+            blocks.append(np.eye(_N_SOILS)[soil])
+        else:
+            blocks.append(np.column_stack([area, soil]).astype(np.float64))
+        return np.hstack(blocks)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        names = list(contract.NUMERIC_NAMES)
+        if self.engineered:
+            names += _ENGINEERED
+        if self.categorical == "onehot":
+            names += [f"wilderness_area={c.code}" for c in contract.WILDERNESS_AREAS]
+            names += [f"soil_type={c.code}" for c in contract.SOIL_TYPES]
+        else:
+            names += ["wilderness_area_code", "soil_type_code"]
+        return np.asarray(names, dtype=object)
+
+
+def _engineered(x: np.ndarray) -> np.ndarray:
+    hh = x[:, _IDX["horizontal_distance_to_hydrology"]]
+    vh = x[:, _IDX["vertical_distance_to_hydrology"]]
+    road = x[:, _IDX["horizontal_distance_to_roadways"]]
+    fire = x[:, _IDX["horizontal_distance_to_fire_points"]]
+    elevation = x[:, _IDX["elevation"]]
+    aspect = np.deg2rad(x[:, _IDX["aspect"]])
+    hillshade = (
+        x[:, _IDX["hillshade_9am"]] + x[:, _IDX["hillshade_noon"]] + x[:, _IDX["hillshade_3pm"]]
+    )
+    return np.column_stack(
+        [
+            np.hypot(hh, vh),
+            elevation - vh,
+            elevation - 0.2 * hh,
+            hh + fire,
+            np.abs(hh - fire),
+            hh + road,
+            np.abs(hh - road),
+            fire + road,
+            np.abs(fire - road),
+            hillshade,
+            np.sin(aspect),
+            np.cos(aspect),
+        ]
+    )

@@ -1,0 +1,104 @@
+"""The conventions training writes into MLflow and serving reads back: one place for both sides.
+
+Training tags every candidate run and every registered version with the keys below; serving
+resolves "the model to serve" with `resolve_serving_model` (the `champion` alias, or the best
+candidate run when the registry is disabled). Neither side imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+from forestops.config import Settings
+
+TAG_KIND = "forestops.kind"  # "training_job" (parent run) | "candidate" (child run)
+TAG_CANDIDATE = "forestops.candidate"  # candidate name, e.g. "lightgbm"
+TAG_DECISION = "forestops.decision"  # on a model version: "promoted" | "rejected"
+TAG_CHALLENGER_SCORE = "forestops.challenger_accuracy"
+TAG_CHAMPION_SCORE = "forestops.champion_accuracy"
+PRIMARY_METRIC = "accuracy"
+MODEL_ARTIFACT = "model"
+
+
+@dataclass(frozen=True)
+class ServingModelRef:
+    """What to load and how to describe it (/metadata, the UI)."""
+
+    uri: str
+    run_id: str
+    version: str | None
+    alias: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    trained_at_ms: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "run_id": self.run_id,
+            "version": self.version,
+            "alias": self.alias,
+            "metrics": self.metrics,
+            "params": self.params,
+            "tags": self.tags,
+            "trained_at_ms": self.trained_at_ms,
+        }
+
+
+def resolve_serving_model(
+    settings: Settings, client: MlflowClient | None = None
+) -> ServingModelRef | None:
+    """The model that should be served now, or None when there is none yet.
+
+    Network or server errors propagate: the caller decides whether to fall back to its cache.
+    """
+    client = client or MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    if settings.mlflow_enable_model_registry:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = client.get_model_version_by_alias(
+                settings.model_name, settings.champion_alias
+            )
+        except MlflowException as error:
+            if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+                return None
+            raise
+        assert version.run_id is not None
+        run = client.get_run(version.run_id)
+        return ServingModelRef(
+            uri=f"models:/{settings.model_name}@{settings.champion_alias}",
+            run_id=version.run_id,
+            version=str(version.version),
+            alias=settings.champion_alias,
+            metrics=dict(run.data.metrics),
+            params=dict(run.data.params),
+            tags={**run.data.tags, **version.tags},
+            trained_at_ms=run.info.end_time or run.info.start_time,
+        )
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment_name)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{TAG_KIND}` = 'candidate' and attributes.status = 'FINISHED'",
+        order_by=[f"metrics.{PRIMARY_METRIC} DESC", "attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    return ServingModelRef(
+        uri=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}",
+        run_id=run.info.run_id,
+        version=None,
+        alias=None,
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+        trained_at_ms=run.info.end_time or run.info.start_time,
+    )

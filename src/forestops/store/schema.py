@@ -1,0 +1,90 @@
+"""Database schema (SQLAlchemy Core). Table names are part of the contract (DESIGN.md, Storage).
+
+Alembic migrations under `store/migrations` are the only way the schema changes; this module is
+what they and the queries are written against.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+from forestops import contract
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, so big keys fall back to Integer there.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+ingestion_batches = Table(
+    "ingestion_batches",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("source", String(512), nullable=False),
+    Column("group_number", Integer, nullable=False),
+    Column("batch_number", Integer, nullable=True),
+    Column("fetched_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("status", String(32), nullable=False),
+    Column("received", Integer, nullable=False, default=0),
+    Column("inserted", Integer, nullable=False, default=0),
+    Column("duplicates", Integer, nullable=False, default=0),
+    Column("quarantined", Integer, nullable=False, default=0),
+    Column("payload_sha256", String(64), nullable=True, index=True),
+    Column("payload_uri", String(1024), nullable=True),
+    Column("replay_of", _BigId, ForeignKey("ingestion_batches.id"), nullable=True),
+    Column("message", Text, nullable=True),
+)
+
+forest_cover_samples = Table(
+    "forest_cover_samples",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("content_hash", String(32), nullable=False, unique=True),
+    Column("batch_id", _BigId, ForeignKey("ingestion_batches.id"), nullable=False, index=True),
+    *(Column(name, Integer, nullable=False) for name in contract.NUMERIC_NAMES),
+    Column("wilderness_area", String(16), nullable=False),
+    Column("soil_type", String(8), nullable=False),
+    Column(contract.LABEL, SmallInteger, nullable=False),
+)
+
+quarantined_rows = Table(
+    "quarantined_rows",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("batch_id", _BigId, ForeignKey("ingestion_batches.id"), nullable=False, index=True),
+    Column("row_number", Integer, nullable=False),
+    Column("raw", JSON, nullable=False),
+    Column("reasons", JSON, nullable=False),
+)
+
+prediction_log = Table(
+    "prediction_log",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("logged_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("request_id", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("features", JSON, nullable=False),
+    Column("prediction", SmallInteger, nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+)
