@@ -72,9 +72,33 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     model_poll_interval_s: float = Field(60.0, ge=0, description="0 disables polling")
 
+    # --- web UI ------------------------------------------------------------------------------
+    ui_host: str = Field(
+        "127.0.0.1", description="Bind address of `forestops ui` (0.0.0.0 in compose)"
+    )
+    ui_port: int = 8501
+    ui_api_key: SecretStr | None = Field(
+        None, description="X-API-Key the UI sends; default: the first of API_KEYS"
+    )
+    ui_request_timeout_s: float = Field(
+        60.0, gt=0, description="UI -> inference API; large CSV batches need time"
+    )
+
     # --- embedded scheduler ------------------------------------------------------------------
     ingest_interval_s: float = Field(300.0, gt=0)
     train_interval_s: float = Field(900.0, gt=0)
+    up_host: str = Field(
+        "127.0.0.1", description="Bind address of every server `forestops up` starts"
+    )
+    inference_port: int = Field(8000, description="Inference API port in `forestops up`")
+    mlflow_port: int = Field(5000, description="MLflow UI port in `forestops up`")
+    up_start_ui: bool = Field(True, description="`forestops up` also starts the web UI")
+    up_start_mlflow_ui: bool = Field(True, description="`forestops up` also starts the MLflow UI")
+    shutdown_grace_s: float = Field(
+        20.0,
+        ge=0,
+        description="On Ctrl-C a running job gets this long to finish before SIGTERM (SIGKILL 5 s later)",
+    )
 
     @field_validator("train_candidates", "api_keys", mode="before")
     @classmethod
