@@ -42,3 +42,34 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 # --- inference service --------------------------------------------------------------------------
 
 # --- embedded stack, UI, monitoring -------------------------------------------------------------
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """The whole platform on this machine: data API, ingestion and training jobs, inference
+    service, web UI and MLflow UI, in one process tree. Ctrl-C stops all of it."""
+    from forestops.orchestration.stack import EmbeddedStack, StartupError
+
+    ui_available = ctx.find_root().command.get_command(ctx, "ui") is not None  # type: ignore[attr-defined]
+    try:
+        EmbeddedStack(get_settings(), ui_available=ui_available).run()
+    except StartupError as error:
+        typer.echo(f"forestops up: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+@app.command()
+def ui(
+    port: int | None = typer.Option(None, help="Port (default UI_PORT, 8501)."),
+    host: str | None = typer.Option(None, help="Bind address (default UI_HOST, 127.0.0.1)."),
+) -> None:
+    """The web UI (Streamlit): predictions, analytics, model insight, service status."""
+    import os
+
+    from forestops.ui.launch import streamlit_command
+
+    settings = get_settings()
+    port, host = port or settings.ui_port, host or settings.ui_host
+    typer.echo(f"forestops ui: http://{host}:{port}")
+    command = streamlit_command(port, host)
+    os.execv(command[0], command)  # Streamlit becomes this process: signals reach it directly

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     random_forest_max_rows: int = Field(150_000, ge=100)
     lightgbm_max_rounds: int = Field(700, ge=1)
     lightgbm_time_budget_s: float = Field(300.0, gt=0)
+    lightgbm_num_leaves: int = Field(255, ge=2)
+    lightgbm_validation_fraction: float = Field(
+        0.05, gt=0, lt=0.5, description="Early-stopping split carved from the training part"
+    )
+    lightgbm_early_stopping_rounds: int = Field(30, ge=1)
+    train_n_jobs: int = Field(2, ge=1, description="Threads for the tree models")
 
     # --- inference service -------------------------------------------------------------------
     inference_api_url: str = "http://127.0.0.1:8000"
@@ -71,6 +77,9 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     model_poll_interval_s: float = Field(60.0, ge=0, description="0 disables polling")
+    model_startup_wait_s: float = Field(
+        30.0, ge=0, description="Start-up wait for the tracking server before serving the cache"
+    )
 
     # --- web UI ------------------------------------------------------------------------------
     ui_host: str = Field(

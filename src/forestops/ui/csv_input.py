@@ -1,0 +1,80 @@
+"""Check an uploaded CSV's shape before anything is sent, so a person reads "column X is missing"
+instead of a failed request.
+
+Headers are matched through the contract (course CamelCase or canonical snake_case); a label
+column is allowed and kept aside, so a labelled course file can be scored against its truth.
+Values are passed on untouched as text: judging them is the inference API's job (one validator).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+from forestops import contract
+
+Problem = Literal["not_text", "unreadable", "empty", "no_features", "columns"]
+
+
+@dataclass
+class CsvCheck:
+    """Either `features` (canonical columns, contract order, text values) or a `problem`."""
+
+    features: pd.DataFrame | None = None
+    labels: pd.Series | None = None
+    problem: Problem | None = None
+    missing: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    repeated: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def check_csv(data: bytes) -> CsvCheck:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        return CsvCheck(problem="not_text", error=str(error))
+    if "\x00" in text:
+        return CsvCheck(problem="not_text", error="NUL bytes: a binary file")
+    if not text.strip():
+        return CsvCheck(problem="empty")
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True
+        )
+    except (pd.errors.ParserError, csv.Error, ValueError) as error:
+        return CsvCheck(problem="unreadable", error=str(error).strip().splitlines()[0])
+
+    canonical = [contract.canonical_column(str(name)) for name in frame.columns]
+    repeated = sorted(name for name, count in Counter(canonical).items() if count > 1)
+    allowed = {*contract.FEATURE_NAMES, contract.LABEL}
+    unknown = [str(raw) for raw, name in zip(frame.columns, canonical, strict=True) if name not in allowed]
+    missing = [name for name in contract.FEATURE_NAMES if name not in canonical]
+    if len(missing) == len(contract.FEATURE_NAMES):
+        return CsvCheck(problem="no_features", missing=missing, unknown=unknown)
+    if missing or unknown or repeated:
+        return CsvCheck(problem="columns", missing=missing, unknown=unknown, repeated=repeated)
+    frame.columns = pd.Index(canonical)
+    if frame.empty:
+        return CsvCheck(problem="empty")
+    labels = frame[contract.LABEL] if contract.LABEL in frame.columns else None
+    return CsvCheck(features=frame[list(contract.FEATURE_NAMES)], labels=labels)
+
+
+def to_csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+EXAMPLE_CSV = (
+    ",".join(contract.FEATURE_NAMES) + "\n2596,51,3,258,0,510,211,232,148,6279,Rawah,C7745\n"
+)
+"""The original design's example file: it must work exactly as written."""

@@ -1,0 +1,249 @@
+"""Predict: one record from a form, an editable table, or a CSV file, all through the inference API.
+
+The form and the table are generated from the data contract (bounds, defaults, category names),
+so they accept exactly what the API accepts. Answers are kept in the session, so they survive the
+reruns that every later click causes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from forestops import contract
+from forestops.config import Settings, get_settings
+from forestops.ui.charts import probability_chart, with_class_names
+from forestops.ui.csv_input import EXAMPLE_CSV, CsvCheck, check_csv, to_csv_bytes
+from forestops.ui.guard import guard
+from forestops.ui.i18n import category_label, class_label, feature_help, feature_label, t
+from forestops.ui.inference import predict, predict_csv, recent_health
+
+DEFAULT_RECORD: dict[str, Any] = {
+    **{feature.name: feature.default for feature in contract.NUMERIC_FEATURES},
+    "wilderness_area": "Rawah",
+    "soil_type": "C7745",
+}
+EXAMPLE_RECORDS: tuple[dict[str, Any], ...] = (
+    dict(zip(contract.FEATURE_NAMES, EXAMPLE_CSV.splitlines()[1].split(","), strict=True)),
+    DEFAULT_RECORD,
+    {
+        **DEFAULT_RECORD,
+        "elevation": 3350,
+        "slope": 18,
+        "horizontal_distance_to_roadways": 1200,
+        "wilderness_area": "Commanche",
+        "soil_type": "C8772",
+    },
+)
+
+
+def _answer(prediction: dict[str, Any], model_version: object) -> None:
+    chosen = int(prediction["cover_type"])
+    probabilities = prediction["probabilities"]
+    st.success(
+        t("predicted_as", name=class_label(chosen), id=chosen), icon=":material/forest:"
+    )
+    confidence, version = st.columns(2)
+    confidence.metric(t("confidence"), f"{probabilities[chosen]:.1%}")
+    version.metric(t("model_version"), str(model_version or "—"))
+    st.plotly_chart(probability_chart(probabilities, chosen), key="single_probabilities")
+
+
+def _single(settings: Settings) -> None:
+    with st.form("single_record"):
+        st.markdown(t("single_help"))
+        record: dict[str, Any] = {}
+        columns = st.columns(2)
+        for position, feature in enumerate(contract.NUMERIC_FEATURES):
+            record[feature.name] = columns[position % 2].number_input(
+                feature_label(feature.name),
+                min_value=feature.minimum,
+                max_value=feature.maximum,
+                value=feature.default,
+                step=1,
+                help=feature_help(feature.name),
+                key=f"single_{feature.name}",
+            )
+        for name, categories in contract.CATEGORICAL_FEATURES.items():
+            codes = [category.code for category in categories]
+            record[name] = st.selectbox(
+                feature_label(name),
+                codes,
+                index=codes.index(DEFAULT_RECORD[name]),
+                format_func=lambda code, name=name: category_label(name, code),
+                help=feature_help(name),
+                key=f"single_{name}",
+            )
+        submitted = st.form_submit_button(t("predict_button"), type="primary")
+    if submitted:
+        st.session_state.pop("single_answer", None)
+        with guard("api"):
+            body = predict(settings, [record])
+            st.session_state["single_answer"] = (body["predictions"][0], body.get("model_version"))
+    if "single_answer" in st.session_state:
+        _answer(*st.session_state["single_answer"])
+
+
+def _predicted_frame(inputs: pd.DataFrame, predictions: list[dict[str, Any]]) -> pd.DataFrame:
+    labels = [int(p["cover_type"]) for p in predictions]
+    confidence = [max(p["probabilities"]) for p in predictions]
+    result = inputs.reset_index(drop=True).assign(cover_type=labels, confidence=confidence)
+    return with_class_names(result).rename(columns={"class": t("cover_type")})
+
+
+def _editor_config() -> dict[str, Any]:
+    config: dict[str, Any] = {
+        feature.name: st.column_config.NumberColumn(
+            feature_label(feature.name),
+            help=feature_help(feature.name),
+            min_value=feature.minimum,
+            max_value=feature.maximum,
+            step=1,
+            format="%d",
+            required=True,
+        )
+        for feature in contract.NUMERIC_FEATURES
+    }
+    for name, categories in contract.CATEGORICAL_FEATURES.items():
+        config[name] = st.column_config.SelectboxColumn(
+            feature_label(name),
+            help=feature_help(name),
+            options=[category.code for category in categories],
+            required=True,
+        )
+    return config
+
+
+def _batch(settings: Settings) -> None:
+    st.markdown(t("batch_help"))
+    initial = pd.DataFrame(list(EXAMPLE_RECORDS), columns=list(contract.FEATURE_NAMES))
+    initial = initial.astype({name: "int64" for name in contract.NUMERIC_NAMES})
+    edited = st.data_editor(
+        initial,
+        num_rows="dynamic",
+        hide_index=True,
+        column_config=_editor_config(),
+        key="batch_editor",
+    )
+    if st.button(t("predict_table"), type="primary", key="batch_predict"):
+        st.session_state.pop("batch_answer", None)
+        rows = edited.dropna(how="all").reset_index(drop=True)
+        incomplete = [
+            t("row_missing", row=index + 1, columns=", ".join(row.index[row.isna()]))
+            for index, row in rows.iterrows()
+            if row.isna().any()
+        ]
+        if rows.empty:
+            st.warning(t("table_empty"))
+        elif incomplete:
+            st.error(t("table_incomplete") + "\n\n" + "\n".join(f"- {line}" for line in incomplete))
+        else:
+            records = [
+                {**row, **{name: int(row[name]) for name in contract.NUMERIC_NAMES}}
+                for row in rows.to_dict("records")
+            ]
+            with guard("api"):
+                body = predict(settings, records)
+                st.session_state["batch_answer"] = _predicted_frame(rows, body["predictions"])
+    if "batch_answer" in st.session_state:
+        st.dataframe(st.session_state["batch_answer"], hide_index=True, key="batch_result")
+
+
+def _csv_problem(check: CsvCheck) -> None:
+    if check.problem in ("not_text", "unreadable", "empty"):
+        st.error(t(f"csv_{check.problem}", error=check.error), icon=":material/scan_delete:")
+        return
+    if check.problem == "no_features":
+        st.error(t("csv_no_features", expected=", ".join(contract.FEATURE_NAMES)))
+        return
+    lines = []
+    if check.missing:
+        lines.append(t("csv_missing", columns=", ".join(check.missing)))
+    if check.unknown:
+        lines.append(t("csv_unknown", columns=", ".join(check.unknown)))
+    if check.repeated:
+        lines.append(t("csv_repeated", columns=", ".join(check.repeated)))
+    st.error(
+        t("csv_columns") + "\n\n" + "\n".join(f"- {line}" for line in lines),
+        icon=":material/view_column:",
+    )
+
+
+def _csv_result(result: bytes, labels: pd.Series | None, file_name: str) -> None:
+    frame = pd.read_csv(io.BytesIO(result))
+    shown = with_class_names(frame.drop(columns=["cover_type_name"], errors="ignore"), "cover_type_pred")
+    shown = shown.rename(columns={"class": t("cover_type")})
+    if labels is not None:
+        truth = pd.to_numeric(labels.reset_index(drop=True), errors="coerce")
+        accuracy = float((truth == frame["cover_type_pred"]).mean())
+        st.metric(t("accuracy_against_labels"), f"{accuracy:.1%}")
+    counts = shown[t("cover_type")].value_counts()
+    st.markdown(
+        t("csv_predicted", rows=len(frame))
+        + " "
+        + ", ".join(f"{name}: {count}" for name, count in counts.items())
+    )
+    st.dataframe(shown, hide_index=True, key="csv_result_table")
+    st.download_button(
+        t("download_predictions"),
+        result,
+        file_name=f"{file_name.rsplit('.', 1)[0]}_predictions.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+
+
+def _csv(settings: Settings) -> None:
+    st.markdown(t("csv_help", columns=", ".join(contract.FEATURE_NAMES)))
+    st.download_button(
+        t("example_csv"),
+        EXAMPLE_CSV,
+        file_name="forestops_example.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="example_csv",
+    )
+    upload = st.file_uploader(t("csv_label"), type=["csv", "txt"], key="csv_file")
+    if upload is None:
+        return
+    raw = upload.getvalue()
+    check = check_csv(raw)
+    if not check.ok or check.features is None:
+        _csv_problem(check)
+        return
+    st.caption(t("csv_ok", rows=len(check.features)))
+    digest = hashlib.sha256(raw).hexdigest()
+    answer = st.session_state.get("csv_answer")
+    if answer is None or answer[0] != digest:
+        st.session_state.pop("csv_answer", None)
+        with guard("api"), st.spinner(t("predicting")):
+            result = predict_csv(settings, to_csv_bytes(check.features), upload.name)
+            st.session_state["csv_answer"] = (digest, result)
+    if "csv_answer" in st.session_state:
+        _csv_result(st.session_state["csv_answer"][1], check.labels, upload.name)
+
+
+def render() -> None:
+    settings = get_settings()
+    st.title(t("predict_title"))
+    health = recent_health(settings)
+    if not health.reachable:
+        st.warning(t("predict_api_down", url=settings.inference_api_url), icon=":material/cloud_off:")
+    elif not health.model_loaded:
+        st.warning(t("predict_no_model", detail=health.detail or ""), icon=":material/hourglass_empty:")
+    single, batch, upload = st.tabs([t("tab_single"), t("tab_batch"), t("tab_csv")])
+    with single:
+        _single(settings)
+    with batch:
+        _batch(settings)
+    with upload:
+        _csv(settings)
+
+
+if __name__ == "__main__":
+    render()

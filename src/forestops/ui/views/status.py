@@ -1,0 +1,110 @@
+"""Settings / status: can the UI reach each service right now (live, uncached), which addresses it
+uses, and the language."""
+
+from __future__ import annotations
+
+import streamlit as st
+from sqlalchemy.engine import make_url
+
+from forestops.config import Settings, get_settings
+from forestops.ui import data, registry
+from forestops.ui.guard import summary
+from forestops.ui.i18n import language_selector, t
+from forestops.ui.inference import api_key, health
+
+
+def redact(url: str) -> str:
+    """The URL without its password, so a screenshot of this page leaks nothing."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@", 1)[-1] if "@" in url else url
+
+
+def _api(settings: Settings) -> None:
+    state = health(settings)
+    if not state.reachable:
+        st.error(t("check_api_down", detail=state.detail or ""), icon=":material/cloud_off:")
+    elif state.status == "ok":
+        st.success(t("check_api_ok", version=state.model_version or "—"), icon=":material/check_circle:")
+    else:
+        st.error(
+            t("check_api_degraded", status=t(f"status_{state.status}"), detail=state.detail or ""),
+            icon=":material/error:",
+        )
+
+
+def _database(settings: Settings) -> None:
+    try:
+        overview = data.connectivity(settings.database_url)
+    except data.DatabaseNotReady as error:
+        st.warning(t("check_db_empty", detail=str(error)), icon=":material/database:")
+    except Exception as error:
+        st.error(t("check_db_down", error=summary(error)), icon=":material/error:")
+    else:
+        st.success(
+            t("check_db_ok", rows=f"{overview.rows:,}", batches=overview.batches),
+            icon=":material/check_circle:",
+        )
+
+
+def _mlflow(settings: Settings) -> None:
+    try:
+        runs, versions = registry.connectivity(settings)
+    except registry.MlflowNotReady as error:
+        st.warning(t("check_mlflow_empty", detail=str(error)), icon=":material/science:")
+    except Exception as error:
+        st.error(t("check_mlflow_down", error=summary(error)), icon=":material/error:")
+    else:
+        st.success(t("check_mlflow_ok", runs=runs, versions=versions), icon=":material/check_circle:")
+
+
+def render() -> None:
+    settings = get_settings()
+    st.title(t("status_title"))
+    st.caption(t("status_caption"))
+    api, database, mlflow = st.columns(3)
+    with api:
+        st.markdown(f"**{t('inference_api')}**")
+        _api(settings)
+    with database:
+        st.markdown(f"**{t('database')}**")
+        _database(settings)
+    with mlflow:
+        st.markdown(f"**{t('mlflow')}**")
+        _mlflow(settings)
+    if st.button(t("check_again"), icon=":material/refresh:", key="check_again"):
+        st.cache_data.clear()
+        st.rerun()
+
+    st.subheader(t("configuration"))
+    st.dataframe(
+        {
+            t("setting"): [
+                "INFERENCE_API_URL",
+                "DATABASE_URL",
+                "MLFLOW_TRACKING_URI",
+                "MLFLOW_URL",
+                "MODEL_NAME",
+                "MLFLOW_ENABLE_MODEL_REGISTRY",
+                "UI_API_KEY / API_KEYS",
+            ],
+            t("value"): [
+                settings.inference_api_url,
+                redact(settings.database_url),
+                redact(settings.mlflow_tracking_uri),
+                settings.mlflow_url,
+                settings.model_name,
+                str(settings.mlflow_enable_model_registry).lower(),
+                t("key_configured") if api_key(settings) else t("key_none"),
+            ],
+        },
+        hide_index=True,
+        key="configuration",
+    )
+    st.subheader(t("language"))
+    language_selector(st.container(), key="language_settings")
+
+
+if __name__ == "__main__":
+    render()
