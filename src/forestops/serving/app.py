@@ -1,0 +1,336 @@
+"""The inference service: `create_app(settings)` builds it, `forestops serve` runs it.
+
+The per-request path of `/predict` is: read the body, parse it with orjson, validate it with the
+contract-generated pydantic model (which already turns categories into the model's codes), put the
+values into numpy arrays, call the model's array fast path, write the answer with orjson. No
+DataFrame, no disk, no MLflow call; the model object is read once from the holder, so a reload
+mid-request cannot change the model under it. Small requests run on the event loop (a thread hop
+costs more than the model); batches go to the thread pool so one big request cannot stall the
+others.
+
+Status codes beyond the obvious: 422 names the record index and field (`loc`:
+`["body", <index>, <field>]` for an array, `["body", <field>]` for a single object); 413 for a
+body over `MAX_BODY_BYTES` or more records than `MAX_BATCH_ROWS`; 503 while no model is loaded.
+`/reload` answers 200 whether it swapped (`reloaded: true`) or found the champion already
+served, 409 when it refused a champion that failed to load or failed the smoke prediction (the
+old model keeps serving), 404 when no champion exists yet, 502 when the tracking server could
+not be asked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import anyio
+import numpy as np
+import orjson
+from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from forestops import __version__, contract
+from forestops.config import Settings, get_settings
+from forestops.serving.auth import make_guards
+from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
+from forestops.serving.holder import ModelHolder, RefreshResult, ServedModel, trained_at_iso
+from forestops.serving.metrics import MetricsMiddleware, ServiceMetrics
+from forestops.serving.schemas import (
+    ErrorDetail,
+    ForestRecord,
+    HealthResponse,
+    MetadataResponse,
+    PredictResponse,
+    ReloadResponse,
+    class_schema,
+    feature_schema,
+)
+
+_INLINE_MAX_ROWS = 32  # above this, the model runs in the thread pool
+_RELOAD_STATUS = {"swapped": 200, "unchanged": 200, "refused": 409, "missing": 404, "failed": 502}
+_LINEAGE_PREFIXES = ("forestops.", "mlflow.source.")
+
+_DESCRIPTION = """Classifies forest cover type (UCI Covertype, 7 classes) with the champion model.
+
+* Records use the data contract's canonical snake_case names or the course's CamelCase names.
+  Numbers are JSON integers within the contract's bounds; categories accept the contract's codes
+  and aliases, case-insensitively.
+* Authentication, when `API_KEYS` is configured: `X-API-Key: <key>` or
+  `Authorization: Bearer <key>`. `/reload` then needs `ADMIN_API_KEY`. `/health` and `/metrics`
+  are always open.
+* Request bodies are limited to `MAX_BODY_BYTES` and `MAX_BATCH_ROWS` records (413 beyond).
+"""
+
+
+def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        401: "Missing or invalid API key",
+        403: "A valid key that is not the admin key",
+        413: "Body larger than MAX_BODY_BYTES, or more records than MAX_BATCH_ROWS",
+        503: "No model loaded yet",
+    }
+    return {code: {"model": ErrorDetail, "description": reasons[code]} for code in codes}
+
+
+def _predict_body_schema(settings: Settings) -> dict[str, Any]:
+    record = ForestRecord.model_json_schema()
+    batch = {
+        "type": "array",
+        "items": record,
+        "minItems": 1,
+        "maxItems": settings.max_batch_rows,
+        "title": "ForestRecords",
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": [record, batch]}}},
+        }
+    }
+
+
+def create_app(settings: Settings | None = None, holder: ModelHolder | None = None) -> FastAPI:
+    """The service for `settings`; pass a `holder` to share one model between apps (tests).
+
+    The app starts the holder in its lifespan, and stops it only if it created it.
+    """
+    settings = settings or get_settings()
+    own_holder = holder is None
+    model_holder = holder or ModelHolder(settings)
+    metrics = ServiceMetrics(model_holder)
+    require_client, require_admin = make_guards(settings)
+    records_adapter: TypeAdapter[list[BaseModel]] = TypeAdapter(list[ForestRecord])  # type: ignore[valid-type]
+    features = feature_schema()
+    classes = class_schema()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(model_holder.start)
+        try:
+            yield
+        finally:
+            if own_holder:
+                await anyio.to_thread.run_sync(model_holder.stop)
+
+    app = FastAPI(
+        title="forestops inference",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.holder = model_holder
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    def served_model() -> ServedModel:
+        served = model_holder.current
+        if served is None:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"no model loaded: {model_holder.problem}"
+            )
+        return served
+
+    @app.get(
+        "/health",
+        response_model=HealthResponse,
+        responses={503: {"model": HealthResponse, "description": "No model loaded"}},
+        summary="Liveness and readiness: 200 while a model is served (ok or degraded)",
+    )
+    def health() -> JSONResponse:
+        served = model_holder.current
+        state = model_holder.status
+        body = HealthResponse(
+            status=state,
+            model_loaded=served is not None,
+            model_version=served.ref.version if served else None,
+            model_uri=served.ref.uri if served else None,
+            detail=None if state == "ok" else model_holder.problem,
+        )
+        code = status.HTTP_503_SERVICE_UNAVAILABLE if served is None else status.HTTP_200_OK
+        return JSONResponse(body.model_dump(), status_code=code)
+
+    @app.get(
+        "/metadata",
+        response_model=MetadataResponse,
+        responses=_error_responses(401, 503),
+        dependencies=[Depends(require_client)],
+        summary="The served model: version, training metrics, lineage, feature schema, classes",
+    )
+    def metadata() -> MetadataResponse:
+        served = served_model()
+        ref = served.ref
+        return MetadataResponse(
+            model_name=served.model_name,
+            model_version=ref.version,
+            alias=ref.alias,
+            run_id=ref.run_id,
+            model_uri=ref.uri,
+            metrics={k: v for k, v in ref.metrics.items() if math.isfinite(v)},
+            params=ref.params,
+            trained_at=trained_at_iso(ref),
+            lineage={k: v for k, v in ref.tags.items() if k.startswith(_LINEAGE_PREFIXES)},
+            features=features,
+            classes=classes,
+        )
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=_error_responses(401, 413, 503),
+        dependencies=[Depends(require_client)],
+        openapi_extra=_predict_body_schema(settings),
+        summary="Classify one record (a JSON object) or a batch (a JSON array of records)",
+    )
+    async def predict(request: Request) -> Response:
+        served = served_model()
+        items, single = _parse_records(await request.body(), settings.max_batch_rows)
+        try:
+            validated = records_adapter.validate_python(items)
+        except ValidationError as error:
+            raise RequestValidationError(_body_errors(error, single)) from None
+        arrays = _to_arrays(validated)
+        if len(validated) <= _INLINE_MAX_ROWS:
+            probabilities = served.model.predict_proba_arrays(*arrays)
+        else:
+            probabilities = await anyio.to_thread.run_sync(
+                served.model.predict_proba_arrays, *arrays
+            )
+        labels = probabilities.argmax(axis=1)
+        metrics.count_predictions(labels)
+        names = contract.CLASS_NAMES
+        payload = {
+            "model_name": served.model_name,
+            "model_version": served.ref.version,
+            "predictions": [
+                {"cover_type": label, "cover_type_name": names[label], "probabilities": probs}
+                for label, probs in zip(labels.tolist(), probabilities.tolist(), strict=True)
+            ],
+        }
+        return Response(orjson.dumps(payload), media_type="application/json")
+
+    @app.post(
+        "/predict/csv",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+                "description": "The input columns, then cover_type_pred, cover_type_name, "
+                "probability_0..probability_6",
+            },
+            **_error_responses(401, 413, 503),
+        },
+        dependencies=[Depends(require_client)],
+        summary="Upload a CSV (canonical or course header), get it back with predictions",
+    )
+    async def predict_csv(
+        file: Annotated[
+            UploadFile, File(description="CSV, ',' or ';' separated, UTF-8 (BOM allowed)")
+        ],
+    ) -> Response:
+        served = served_model()
+        data = await file.read()
+
+        def score() -> str:
+            parsed = parse_csv(data, settings.max_batch_rows)
+            probabilities = served.model.predict_proba_arrays(
+                parsed.numeric, parsed.area, parsed.soil
+            )
+            metrics.count_predictions(probabilities.argmax(axis=1))
+            return render_csv(parsed, probabilities)
+
+        try:
+            text = await anyio.to_thread.run_sync(score)
+        except CsvRejected as error:
+            raise RequestValidationError(error.errors) from None
+        except TooManyRows as error:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from None
+        filename = f"{(file.filename or 'predictions').rsplit('.', 1)[0]}-predictions.csv"
+        return Response(
+            text,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    @app.post(
+        "/reload",
+        response_model=ReloadResponse,
+        responses={
+            404: {"model": ReloadResponse, "description": "No champion registered yet"},
+            409: {"model": ReloadResponse, "description": "Champion refused; old model kept"},
+            502: {"model": ReloadResponse, "description": "Tracking server unreachable"},
+            **_error_responses(401, 403),
+        },
+        dependencies=[Depends(require_admin)],
+        summary="Load the current champion now (atomic swap, smoke-tested first)",
+    )
+    async def reload() -> JSONResponse:
+        result: RefreshResult = await anyio.to_thread.run_sync(model_holder.refresh, "api")
+        body = ReloadResponse(
+            reloaded=result.reloaded, model_version=result.model_version, detail=result.detail
+        )
+        return JSONResponse(body.model_dump(), status_code=_RELOAD_STATUS[result.outcome])
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+        summary="Prometheus metrics (open, like /health)",
+    )
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _parse_records(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
+    """The JSON body as a list of raw records, and whether it was a single object."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ["body"], "msg": f"invalid JSON: {error}"}]
+        ) from None
+    if isinstance(payload, dict):
+        return [payload], True
+    if not isinstance(payload, list):
+        raise RequestValidationError(
+            [
+                {
+                    "type": "model_type",
+                    "loc": ["body"],
+                    "msg": "expected a record object or a non-empty array of records",
+                    "input": payload,
+                }
+            ]
+        )
+    if not payload:
+        raise RequestValidationError(
+            [{"type": "too_short", "loc": ["body"], "msg": "the array of records is empty"}]
+        )
+    if len(payload) > max_rows:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"{len(payload)} records, more than MAX_BATCH_ROWS={max_rows}",
+        )
+    return payload, False
+
+
+def _body_errors(error: ValidationError, single: bool) -> list[dict[str, Any]]:
+    """Pydantic's errors with `loc` as ["body", index, field] (["body", field] for one object)."""
+    entries = []
+    for entry in error.errors(include_url=False, include_context=False):
+        location: Sequence[int | str] = entry["loc"][1:] if single else entry["loc"]
+        entries.append({**entry, "loc": ["body", *location]})
+    return entries
+
+
+def _to_arrays(records: list[BaseModel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = [record.__dict__ for record in records]
+    numeric = np.array([[row[name] for name in contract.NUMERIC_NAMES] for row in rows], np.float64)
+    area = np.fromiter((row["wilderness_area"] for row in rows), np.int64, len(rows))
+    soil = np.fromiter((row["soil_type"] for row in rows), np.int64, len(rows))
+    return numeric, area, soil

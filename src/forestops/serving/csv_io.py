@@ -1,0 +1,175 @@
+"""CSV in, CSV out for `/predict/csv`: the spreadsheet user's way to score a file.
+
+The header may use canonical or course CamelCase names, in any order, and may carry a label
+column (`cover_type`/`Cover_Type`, kept untouched); a UTF-8 BOM and `;` as the delimiter (what
+European spreadsheets save) are accepted, and the answer uses the same delimiter. Cells are
+parsed with the contract's own parsers (the ones ingestion uses), so `2900` and `2900.0` are
+fine here while fractions, out-of-bounds numbers and unknown categories are errors naming the
+line and the column. The output repeats every input column and cell as it came, then appends
+the prediction columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from forestops import contract
+from forestops.modeling.package import PROBABILITY_COLUMNS
+
+PREDICTION_COLUMNS = ("cover_type_pred", "cover_type_name", *PROBABILITY_COLUMNS)
+_MAX_REPORTED = 50
+
+
+class CsvRejected(ValueError):
+    """The upload cannot be scored; `errors` are FastAPI-style validation error entries."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(errors)} problem(s) in the uploaded CSV")
+        self.errors = errors
+
+
+class TooManyRows(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ParsedCsv:
+    delimiter: str
+    header: list[str]
+    rows: list[list[str]]
+    numeric: np.ndarray
+    area: np.ndarray
+    soil: np.ndarray
+
+
+def _error(loc: tuple[str | int, ...], msg: str, kind: str, value: object = None) -> dict[str, Any]:
+    return {"type": kind, "loc": ["body", "file", *loc], "msg": msg, "input": value}
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CsvRejected(
+            [_error((), f"the file is not UTF-8 text (byte {error.start})", "csv_encoding")]
+        ) from None
+
+
+def _columns(header: list[str]) -> dict[str, int]:
+    """Canonical feature name -> position in the file; unknown, duplicate or missing: 422."""
+    errors: list[dict[str, Any]] = []
+    positions: dict[str, int] = {}
+    for position, raw in enumerate(header):
+        name = contract.canonical_column(raw)
+        if name not in contract.COLUMNS:
+            errors.append(_error((raw,), f"unknown column {raw!r}", "csv_unknown_column", raw))
+        elif name in positions:
+            first = header[positions[name]]
+            errors.append(
+                _error((raw,), f"column {raw!r} duplicates {first!r}", "csv_duplicate_column", raw)
+            )
+        else:
+            positions[name] = position
+    missing = [name for name in contract.FEATURE_NAMES if name not in positions]
+    if missing:
+        errors.append(
+            _error((), f"missing column(s): {', '.join(missing)}", "csv_missing_column", missing)
+        )
+    if errors:
+        raise CsvRejected(errors)
+    return positions
+
+
+def parse_csv(data: bytes, max_rows: int) -> ParsedCsv:
+    """Parse and validate an upload; raises CsvRejected (422) or TooManyRows (413)."""
+    text = _decode(data)
+    first_line = text.split("\n", 1)[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = next(reader, None)
+    if not header or not any(cell.strip() for cell in header):
+        raise CsvRejected([_error((), "the file is empty: expected a header line", "csv_empty")])
+    positions = _columns(header)
+    rows: list[list[str]] = []
+    numeric: list[list[int]] = []
+    codes: list[tuple[int, int]] = []
+    errors: list[dict[str, Any]] = []
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(rows) == max_rows:
+            raise TooManyRows(f"more than {max_rows} data rows (MAX_BATCH_ROWS)")
+        line = reader.line_num
+        rows.append(row)
+        if len(row) != len(header):
+            errors.append(
+                _error(
+                    (line,),
+                    f"line {line}: {len(row)} fields, the header has {len(header)}",
+                    "csv_field_count",
+                    row,
+                )
+            )
+            continue
+        parsed = _parse_row(row, header, positions, line, errors)
+        if parsed is not None:
+            numeric.append(parsed[0])
+            codes.append(parsed[1])
+        if len(errors) >= _MAX_REPORTED:
+            errors.append(_error((), f"stopped after {_MAX_REPORTED} problems", "csv_too_many"))
+            break
+    if errors:
+        raise CsvRejected(errors)
+    if not rows:
+        raise CsvRejected([_error((), "the file has a header but no data rows", "csv_empty")])
+    code_array = np.asarray(codes, dtype=np.int64).reshape(-1, 2)
+    return ParsedCsv(
+        delimiter=delimiter,
+        header=header,
+        rows=rows,
+        numeric=np.asarray(numeric, dtype=np.float64),
+        area=code_array[:, 0],
+        soil=code_array[:, 1],
+    )
+
+
+def _parse_row(
+    row: list[str],
+    header: list[str],
+    positions: dict[str, int],
+    line: int,
+    errors: list[dict[str, Any]],
+) -> tuple[list[int], tuple[int, int]] | None:
+    numbers: list[int] = []
+    categories: list[int] = []
+    ok = True
+    for name in contract.FEATURE_NAMES:
+        position = positions[name]
+        value = row[position]
+        try:
+            if name in contract.CATEGORICAL_FEATURES:
+                categories.append(contract.category_code(name, value))
+            else:
+                numbers.append(contract.parse_int(name, value))
+        except ValueError as error:
+            ok = False
+            column = header[position]
+            errors.append(_error((line, column), f"line {line}: {error}", "value_error", value))
+    return (numbers, (categories[0], categories[1])) if ok else None
+
+
+def render_csv(parsed: ParsedCsv, probabilities: np.ndarray) -> str:
+    labels = probabilities.argmax(axis=1)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=parsed.delimiter, lineterminator="\n")
+    writer.writerow([*parsed.header, *PREDICTION_COLUMNS])
+    for row, label, probs in zip(parsed.rows, labels, probabilities, strict=True):
+        writer.writerow(
+            [*row, int(label), contract.CLASS_NAMES[label], *(f"{p:.6f}" for p in probs)]
+        )
+    return out.getvalue()

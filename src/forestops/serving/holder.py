@@ -1,0 +1,310 @@
+"""The model holder: which model the service answers with, and how it changes without a blip.
+
+Requests read `holder.current` once and use that object to the end, so a swap is one reference
+assignment: requests in flight finish on the old model, new ones get the new one, none fails.
+Every model is downloaded into a local cache (`<FORESTOPS_HOME>/models/cache/<run_id>/`) before it
+is loaded, and the last good one is remembered, so a restart with the tracking server down serves
+from disk (status degraded). A candidate must load as a forestops pyfunc and pass a smoke
+prediction (finite probabilities that sum to one, fast path equal to the pyfunc path) before it
+is swapped in; a refused candidate is remembered so polling does not download it again and again.
+The tracking server is only ever contacted from `refresh` (start-up, the poll thread, /reload),
+never from the request path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from forestops import contract
+from forestops.config import Settings
+from forestops.modeling.features import frame_to_arrays
+from forestops.modeling.package import PROBABILITY_COLUMNS, ForestCoverModel, input_example
+from forestops.modeling.tracking import MODEL_ARTIFACT, ServingModelRef, resolve_serving_model
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "degraded", "unavailable"]
+Outcome = Literal["swapped", "unchanged", "refused", "missing", "failed"]
+Trigger = Literal["startup", "poll", "api"]
+_KEEP_CACHED = 2  # the model served and the one before it (a rollback needs no download)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    model: ForestCoverModel
+    ref: ServingModelRef
+    model_name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    outcome: Outcome
+    detail: str
+    model_version: str | None
+
+    @property
+    def reloaded(self) -> bool:
+        return self.outcome == "swapped"
+
+
+class ModelRefused(Exception):
+    """The candidate cannot be served (does not load, is not a forestops model, fails the smoke test)."""
+
+
+class ModelHolder:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache_dir = settings.models_dir / "cache"
+        self.current: ServedModel | None = None
+        self.problem: str | None = "no model loaded yet"
+        self.refreshes: Counter[tuple[Trigger, Outcome]] = Counter()
+        self._refused: dict[tuple[str, str | None], str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._first_refresh = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- state ----------------------------------------------------------------------------------
+    @property
+    def status(self) -> Status:
+        if self.current is None:
+            return "unavailable"
+        return "degraded" if self.problem else "ok"
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self, wait_s: float | None = None) -> None:
+        """Serve the cached model at once (if any), then confirm it with the tracking server.
+
+        Waits up to `wait_s` (default `settings.model_startup_wait_s`) for that first check, so a
+        normal start reports ok from the first request, and a start with the tracking server
+        down still begins serving the cache (degraded) after the wait.
+        """
+        if self._thread is not None:
+            return
+        self._load_last_good()
+        self._thread = threading.Thread(target=self._run, name="model-holder", daemon=True)
+        self._thread.start()
+        self._first_refresh.wait(self.settings.model_startup_wait_s if wait_s is None else wait_s)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        self.refresh("startup")
+        self._first_refresh.set()
+        interval = self.settings.model_poll_interval_s
+        while interval > 0 and not self._stop.wait(interval):
+            self.refresh("poll")
+
+    # --- refresh --------------------------------------------------------------------------------
+    def refresh(self, trigger: Trigger = "api") -> RefreshResult:
+        """Ask the tracking server for the model to serve and swap to it if it is new and sound."""
+        with self._lock:
+            result = self._refresh(trigger)
+            self.refreshes[trigger, result.outcome] += 1
+        level = logging.WARNING if result.outcome in {"refused", "failed"} else logging.INFO
+        log.log(level, "model refresh (%s): %s: %s", trigger, result.outcome, result.detail)
+        return result
+
+    def _refresh(self, trigger: Trigger) -> RefreshResult:
+        try:
+            ref = resolve_serving_model(self.settings)
+        except Exception as error:
+            return self._fail(f"tracking server unreachable: {_short(error)}")
+        if ref is None:
+            return self._fail(
+                f"no model to serve: nothing aliased {self.settings.model_name}"
+                f"@{self.settings.champion_alias} (or no finished candidate run) yet",
+                "missing",
+            )
+        served = self.current
+        if served is not None and (served.ref.run_id, served.ref.version) == _key(ref):
+            self.current = replace(served, ref=ref)  # same files; fresher alias, tags, metrics
+            self.problem = None
+            return RefreshResult("unchanged", f"already serving {_describe(ref)}", ref.version)
+        if trigger == "poll" and _key(ref) in self._refused:
+            return self._fail(self._refused[_key(ref)], "refused")
+        try:
+            path = self._download(ref)
+        except Exception as error:
+            return self._fail(f"could not download {_describe(ref)}: {_short(error)}")
+        try:
+            candidate = self._open(path, ref)
+        except ModelRefused as error:
+            shutil.rmtree(path, ignore_errors=True)
+            reason = f"refused {_describe(ref)}: {error}"
+            self._refused[_key(ref)] = reason
+            return self._fail(reason, "refused")
+        self._swap(candidate)
+        return RefreshResult("swapped", f"now serving {_describe(ref)}", ref.version)
+
+    def _fail(self, reason: str, outcome: Outcome = "failed") -> RefreshResult:
+        served = self.current
+        if served is not None:
+            self.problem = f"{reason}; still serving {_describe(served.ref)}"
+        else:
+            self.problem = reason
+        return RefreshResult(outcome, self.problem, served.ref.version if served else None)
+
+    def _swap(self, candidate: ServedModel) -> None:
+        self.current = candidate
+        self.problem = None
+        _write_json(self.cache_dir / "current.json", {"run_id": candidate.ref.run_id})
+        self._prune(keep={candidate.path.name})
+
+    # --- the local cache ------------------------------------------------------------------------
+    def _download(self, ref: ServingModelRef) -> Path:
+        """The model's files in the cache (downloaded once per run; a half download never counts)."""
+        import mlflow
+
+        target = self.cache_dir / ref.run_id
+        if (target / "metadata.json").is_file():
+            _write_json(target / "metadata.json", self._metadata(ref))  # version/alias may move
+            return target
+        staging = self.cache_dir / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=self._artifact_location(ref),
+                dst_path=str(staging),
+                tracking_uri=self.settings.mlflow_tracking_uri,
+            )
+            Path(local).rename(staging / MODEL_ARTIFACT)
+            _write_json(staging / "metadata.json", self._metadata(ref))
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def _artifact_location(self, ref: ServingModelRef) -> str:
+        """Where the model's files are, asked of this client (MLflow's `models:/` resolver would
+        use the process-global registry URI)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self.settings.mlflow_tracking_uri)
+        if ref.version is not None:
+            return str(client.get_model_version_download_uri(self.settings.model_name, ref.version))
+        experiment_id = client.get_run(ref.run_id).info.experiment_id
+        models = client.search_logged_models(
+            experiment_ids=[experiment_id],
+            filter_string=f"source_run_id = '{ref.run_id}' AND name = '{MODEL_ARTIFACT}'",
+            max_results=1,
+        )
+        if not models:
+            raise FileNotFoundError(f"run {ref.run_id} has no logged model {MODEL_ARTIFACT!r}")
+        return str(models[0].artifact_location)
+
+    def _metadata(self, ref: ServingModelRef) -> dict[str, object]:
+        return {"model_name": self.settings.model_name, "ref": ref.describe()}
+
+    def _load_last_good(self) -> None:
+        try:
+            run_id = json.loads((self.cache_dir / "current.json").read_text())["run_id"]
+            path = self.cache_dir / run_id
+            metadata = json.loads((path / "metadata.json").read_text())
+        except (OSError, ValueError, KeyError):
+            return  # no usable cache: the first refresh decides
+        if metadata.get("model_name") != self.settings.model_name:
+            return
+        names = {f.name for f in fields(ServingModelRef)}
+        ref = ServingModelRef(**{k: v for k, v in metadata["ref"].items() if k in names})
+        try:
+            self.current = self._open(path, ref)
+        except ModelRefused as error:
+            log.warning("cached model %s unusable: %s", path, error)
+            return
+        self.problem = f"serving cached {_describe(ref)}; tracking server not confirmed yet"
+
+    def _prune(self, keep: set[str]) -> None:
+        cached = [p for p in self.cache_dir.iterdir() if p.is_dir() and p.name not in keep]
+        cached.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in cached[_KEEP_CACHED - len(keep) :]:
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def _open(self, path: Path, ref: ServingModelRef) -> ServedModel:
+        import mlflow
+
+        try:
+            pyfunc = mlflow.pyfunc.load_model(str(path / MODEL_ARTIFACT))
+            model = pyfunc.unwrap_python_model()
+        except Exception as error:
+            raise ModelRefused(f"does not load: {_short(error)}") from error
+        if not isinstance(model, ForestCoverModel):
+            raise ModelRefused(f"is a {type(model).__name__}, not a ForestCoverModel")
+        smoke_test(model)
+        return ServedModel(model=model, ref=ref, model_name=self.settings.model_name, path=path)
+
+
+def smoke_frame() -> pd.DataFrame:
+    """The contract's input example plus the all-minimum and all-maximum corners of the contract."""
+    example = input_example()
+    corners = [
+        {
+            **{f.name: getattr(f, bound) for f in contract.NUMERIC_FEATURES},
+            **{name: cats[index].code for name, cats in contract.CATEGORICAL_FEATURES.items()},
+        }
+        for bound, index in (("minimum", 0), ("maximum", -1))
+    ]
+    return pd.concat([example, pd.DataFrame(corners)], ignore_index=True)
+
+
+def smoke_test(model: ForestCoverModel) -> None:
+    """Raise ModelRefused unless the model answers sanely on the fast path and agrees with pyfunc."""
+    frame = smoke_frame()
+    try:
+        fast = model.predict_proba_arrays(*frame_to_arrays(frame))
+        slow = model.predict(None, frame)[list(PROBABILITY_COLUMNS)].to_numpy()
+    except Exception as error:
+        raise ModelRefused(f"smoke prediction raised {_short(error)}") from error
+    expected = (len(frame), len(contract.CLASS_IDS))
+    if fast.shape != expected:
+        raise ModelRefused(f"smoke prediction has shape {fast.shape}, expected {expected}")
+    if not np.isfinite(fast).all():
+        raise ModelRefused("smoke prediction gave non-finite probabilities")
+    if not np.allclose(fast.sum(axis=1), 1.0, atol=1e-6):
+        raise ModelRefused("smoke prediction probabilities do not sum to 1")
+    if not np.allclose(fast, slow, atol=1e-9):
+        raise ModelRefused("the array fast path disagrees with the pyfunc predict path")
+
+
+def _key(ref: ServingModelRef) -> tuple[str, str | None]:
+    return ref.run_id, ref.version
+
+
+def _describe(ref: ServingModelRef) -> str:
+    return f"version {ref.version}" if ref.version else f"run {ref.run_id}"
+
+
+def _short(error: BaseException, limit: int = 300) -> str:
+    text = f"{type(error).__name__}: {error}".replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _write_json(path: Path, payload: dict[str, object]) -> None:
+    """Replace `path` atomically (a crash mid-write leaves the previous file intact)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    temporary.replace(path)
+
+
+def trained_at_iso(ref: ServingModelRef) -> str | None:
+    if ref.trained_at_ms is None:
+        return None
+    return datetime.fromtimestamp(ref.trained_at_ms / 1000, UTC).isoformat()

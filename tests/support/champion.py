@@ -1,0 +1,99 @@
+"""Train a tiny real model and make it the champion, the way the training pipeline does.
+
+The serving tests need a real registered champion (a pyfunc with the contract encoder inside,
+tagged like a candidate run, registered and aliased) but not a good one: 20 trees on a few
+thousand rows of the shared data train in about a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.pipeline import Pipeline
+
+from forestops import contract
+from forestops.config import Settings
+from forestops.modeling.features import ContractEncoder
+from forestops.modeling.package import log_forest_model
+from forestops.modeling.tracking import PRIMARY_METRIC, TAG_CANDIDATE, TAG_KIND
+
+
+def read_rows(dataset: Path, rows: int) -> pd.DataFrame:
+    """The first `rows` course-format rows, renamed to canonical columns."""
+    frame = pd.read_csv(dataset, nrows=rows)
+    return frame.rename(columns=contract.canonical_column)
+
+
+def tiny_pipeline(frame: pd.DataFrame, n_estimators: int = 20, **params: Any) -> Pipeline:
+    from lightgbm import LGBMClassifier
+
+    pipeline = Pipeline(
+        [
+            ("encode", ContractEncoder()),
+            ("model", LGBMClassifier(n_estimators=n_estimators, verbose=-1, **params)),
+        ]
+    )
+    return pipeline.fit(frame[list(contract.FEATURE_NAMES)], frame[contract.LABEL])
+
+
+class NaNEstimator(ClassifierMixin, BaseEstimator):
+    """Loads fine, answers garbage: what the holder's smoke prediction exists to catch."""
+
+    def fit(self, X: Any, y: Any) -> NaNEstimator:
+        self.classes_ = np.asarray(contract.CLASS_IDS)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.full((len(X), len(contract.CLASS_IDS)), np.nan)
+
+
+def broken_pipeline() -> Pipeline:
+    return Pipeline([("encode", ContractEncoder()), ("model", NaNEstimator().fit(None, None))])
+
+
+def log_candidate(
+    settings: Settings, pipeline: Pipeline, accuracy: float, *, champion: bool = True
+) -> tuple[str, str | None]:
+    """Log `pipeline` as a candidate run; register it and move the champion alias when asked.
+
+    Returns (run_id, registered version or None).
+    """
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment_name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(
+            settings.mlflow_experiment_name,
+            artifact_location=settings.mlflow_artifacts_dir.as_uri(),
+        )
+    )
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    try:
+        with mlflow.start_run(
+            experiment_id=experiment_id, tags={TAG_KIND: "candidate", TAG_CANDIDATE: "lightgbm"}
+        ) as run:
+            mlflow.log_params({"estimator": type(pipeline[-1]).__name__})
+            mlflow.log_metric(PRIMARY_METRIC, accuracy)
+            info = log_forest_model(pipeline)
+        if not (champion and settings.mlflow_enable_model_registry):
+            return run.info.run_id, None
+        version = mlflow.register_model(info.model_uri, settings.model_name)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    client.set_registered_model_alias(settings.model_name, settings.champion_alias, version.version)
+    return run.info.run_id, str(version.version)
+
+
+def train_champion(settings: Settings, dataset: Path, rows: int = 3000) -> tuple[str, str | None]:
+    frame = read_rows(dataset, rows)
+    pipeline = tiny_pipeline(frame)
+    accuracy = float((pipeline.predict(frame) == frame[contract.LABEL]).mean())
+    return log_candidate(settings, pipeline, accuracy)
