@@ -1,0 +1,64 @@
+"""One tick of a heavy job, run as `python -m forestops.orchestration.jobs NAME RESULT_FILE LEVEL`.
+
+The embedded scheduler runs every ingestion and training tick in a fresh child process (see
+`scheduler`): the same pipeline functions as `forestops ingest` / `forestops train`, plus a
+machine-readable outcome in RESULT_FILE for the scheduler's one-line status. An exception is
+logged with its traceback here and reported as the tick's reason; the exit code says the rest.
+
+SIGTERM (the supervisor's shutdown, after the grace period) is turned into KeyboardInterrupt so
+the job unwinds like Ctrl-C: the ingestion transaction rolls back, the MLflow run is closed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from forestops.config import Settings, get_settings
+from forestops.logs import configure_logging
+
+log = logging.getLogger("forestops.jobs")
+
+
+def ingest(settings: Settings) -> dict[str, Any]:
+    from forestops.pipeline.ingest import ingest_batch
+
+    result = ingest_batch(settings)
+    return {"status": str(getattr(result, "status", "ok")), "summary": result.summary()}
+
+
+def train(settings: Settings) -> dict[str, Any]:
+    from forestops.pipeline.train import train as train_models
+
+    result = train_models(settings)
+    return {"status": str(result.status), "summary": result.summary()}
+
+
+JOBS: dict[str, Callable[[Settings], dict[str, Any]]] = {"ingest": ingest, "train": train}
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def main(argv: list[str]) -> int:
+    name, result_file, level = argv[0], Path(argv[1]), int(argv[2])
+    configure_logging(level)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        outcome = JOBS[name](get_settings())
+    except Exception as error:
+        log.exception("%s failed", name)
+        outcome = {"status": "error", "error": f"{type(error).__name__}: {error}"}
+    result_file.write_text(json.dumps(outcome))
+    return 1 if outcome["status"] == "error" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,142 @@
+"""The process supervision under `forestops up`, on real child processes.
+
+What `up` promises on Ctrl-C (no orphans, even of children that ignore SIGTERM or leave
+descendants behind) and when it is killed outright rests on these behaviours.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from forestops.logs import configure_logging
+from forestops.orchestration import services
+from forestops.orchestration.services import Service
+from forestops.orchestration.supervisor import Child, describe_exit
+from support.process_tree import alive
+
+PY = sys.executable
+# A child that ignores SIGTERM, starts a grandchild (same group) that ignores it too, prints its pid.
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+grandchild = subprocess.Popen([sys.executable, "-c", code])
+print("grandchild", grandchild.pid, flush=True)
+time.sleep(600)
+"""
+# A child that starts a grandchild and exits at once, leaving it behind.
+DESERTER = """
+import subprocess, sys
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print("grandchild", grandchild.pid, flush=True)
+"""
+
+
+def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def grandchild_pid(child: Child) -> int:
+    wait_until(lambda: any(line.startswith("grandchild") for line in child.tail))
+    line = next(line for line in child.tail if line.startswith("grandchild"))
+    return int(line.split()[1])
+
+
+def test_stop_escalates_to_sigkill_for_the_whole_group() -> None:
+    child = Child("stubborn", [PY, "-c", STUBBORN], {}).start()
+    grandchild = grandchild_pid(child)
+
+    returncode = child.stop(timeout=0.5)
+
+    assert describe_exit(returncode) == "killed by SIGKILL"
+    wait_until(lambda: not alive(grandchild))
+
+
+def test_stop_sends_sigterm_first() -> None:
+    child = Child("sleeper", [PY, "-c", "import time; time.sleep(600)"], {}).start()
+
+    assert child.stop() == -signal.SIGTERM
+
+
+def test_descendants_left_behind_by_a_finished_child_are_swept() -> None:
+    child = Child("deserter", [PY, "-c", DESERTER], {}).start()
+    grandchild = grandchild_pid(child)
+
+    assert child.wait() == 0
+    wait_until(lambda: not alive(grandchild))
+
+
+def test_children_die_with_a_parent_that_is_killed_outright() -> None:
+    """SIGKILL/OOM of `forestops up` itself: the kernel SIGTERMs its children (PDEATHSIG)."""
+    parent_code = (
+        "import sys, time\n"
+        "from forestops.orchestration.supervisor import Child\n"
+        "child = Child('sleeper', [sys.executable, '-c', 'import time; time.sleep(600)'], {})\n"
+        "print(child.start().pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [PY, "-c", parent_code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert alive(child)
+
+    parent.kill()
+    parent.wait()
+
+    wait_until(lambda: not alive(child))
+
+
+def test_output_is_relayed_in_one_log_format(capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging()
+    code = (
+        "from forestops.logs import configure_logging; import logging\n"
+        "configure_logging(); logging.getLogger('forestops.demo').info('formatted here')\n"
+        "print('[LightGBM] [Warning] raw line', flush=True)\n"
+    )
+    child = Child("chatty", [PY, "-c", code], {}).start()
+    assert child.wait() == 0
+
+    err = capfd.readouterr().err.splitlines()
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    formatted = [line for line in err if "formatted here" in line]
+    raw = [line for line in err if "raw line" in line]
+    assert len(formatted) == 1 and re.match(stamp + r"INFO +forestops\.demo: ", formatted[0])
+    assert len(raw) == 1
+    assert re.match(stamp + r"INFO +forestops\.chatty: \[LightGBM\] \[Warning\] raw line$", raw[0])
+
+
+def test_a_dead_service_is_reported_and_restarted_after_a_delay(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "MIN_BACKOFF_S", 0.5)
+    service = Service(
+        "flaky", [PY, "-c", "import sys; print('no luck', flush=True); sys.exit(3)"], {}
+    )
+    caplog.set_level(logging.INFO, logger="forestops.services")
+    service.start()
+    first = service._child
+    assert first is not None
+    first.wait()
+
+    service.watch()
+    assert "flaky stopped (exit code 3): no luck; restarting in 0 s" in caplog.text
+    service.watch()
+    assert service._child is first  # still waiting out the delay
+
+    time.sleep(0.6)
+    service.watch()
+    assert service._child is not first
+    assert "restarting flaky" in caplog.text
+    service.stop()
