@@ -25,6 +25,10 @@ class Settings(BaseSettings):
         None,
         description="Course-format CSV(.gz) or UCI covtype.data(.gz); unset: download UCI once",
     )
+    dataset_download_url: str = Field(
+        "https://archive.ics.uci.edu/ml/machine-learning-databases/covtype/covtype.data.gz",
+        description="Where the UCI Covertype data comes from when FORESTOPS_DATASET is unset",
+    )
     database_url: str = Field(
         "", description="SQLAlchemy URL; default sqlite:///<home>/forestops.db"
     )
