@@ -37,7 +37,11 @@ def train(settings: Settings) -> dict[str, Any]:
     from forestops.pipeline.train import train as train_models
 
     result = train_models(settings)
-    return {"status": str(result.status), "summary": result.summary()}
+    return {
+        "status": result.status,
+        "summary": result.summary(),
+        "champion_changed": result.champion_changed,
+    }
 
 
 JOBS: dict[str, Callable[[Settings], dict[str, Any]]] = {"ingest": ingest, "train": train}

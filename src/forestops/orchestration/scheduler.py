@@ -41,6 +41,7 @@ class TickResult:
     status: str  # the pipeline's own status ("trained", "skipped", ...) or "error" / "crashed"
     message: str  # the result's summary() or the reason of the failure
     seconds: float
+    champion_changed: bool = False
 
 
 class JobRunner:
@@ -80,7 +81,8 @@ class JobRunner:
             return TickResult(job, False, "crashed", f"{describe_exit(returncode)}{last}", seconds)
         if returncode != 0:
             return TickResult(job, False, outcome["status"], outcome["error"], seconds)
-        return TickResult(job, True, outcome["status"], outcome["summary"], seconds)
+        changed = bool(outcome.get("champion_changed"))
+        return TickResult(job, True, outcome["status"], outcome["summary"], seconds, changed)
 
     def stop(self, grace_s: float, hurry: threading.Event) -> None:
         """No new ticks; running ones get `grace_s` to finish (less if `hurry` is set), then SIGTERM."""
@@ -106,18 +108,17 @@ class EmbeddedScheduler:
     is followed by a training tick right away, so the first model is served as soon as enough
     rows exist instead of one training interval later. After a training tick that changed the
     champion, `on_new_champion` tells the inference service (which also polls by itself).
-    `champion` returns an id of the model to serve, None when there is none yet.
     """
 
     def __init__(
         self,
         settings: Settings,
         runner: JobRunner,
-        champion: Callable[[], str | None],
-        on_new_champion: Callable[[str], None],
+        has_champion: Callable[[], bool],
+        on_new_champion: Callable[[], None],
     ) -> None:
         self._runner = runner
-        self._champion = champion
+        self._has_champion = has_champion
         self._on_new_champion = on_new_champion
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=4)},
@@ -154,27 +155,24 @@ class EmbeddedScheduler:
         if result is None:
             return
         self._report(result)
-        if self._runner.is_running("train") or self._current_champion(None) is not None:
+        if self._runner.is_running("train"):
+            return
+        try:
+            if self._has_champion():
+                return
+        except Exception as error:  # the tracking server may be down: the ticks go on
+            log.warning("cannot look up the champion: %s", error)
             return
         log.info("no champion yet: training now")
         self._scheduler.modify_job("train", next_run_time=datetime.now(UTC))
 
     def _train_tick(self) -> None:
-        before = self._current_champion("unknown")
         result = self._runner.run("train")
         if result is None:
             return
         self._report(result)
-        after = self._current_champion(before)
-        if result.ok and after is not None and after != before:
-            self._on_new_champion(after)
-
-    def _current_champion(self, fallback: str | None) -> str | None:
-        try:
-            return self._champion()
-        except Exception as error:  # the tracking server may be down: the ticks go on
-            log.warning("cannot look up the champion: %s", error)
-            return fallback
+        if result.champion_changed:
+            self._on_new_champion()
 
     def _report(self, result: TickResult) -> None:
         """The one-line status of a tick."""

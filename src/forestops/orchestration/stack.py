@@ -155,7 +155,9 @@ class EmbeddedStack:
             BackgroundServer(create_app(settings), settings.up_host, settings.inference_port)
         )
         self._runner = JobRunner(env, logging.getLogger().getEffectiveLevel())
-        self._scheduler = EmbeddedScheduler(settings, self._runner, self._champion, self._reload)
+        self._scheduler = EmbeddedScheduler(
+            settings, self._runner, self._has_champion, self._reload
+        )
         for service in self._services:
             self._scheduler.every(SERVICE_WATCH_S, service.watch, f"watch-{service.name}")
         self._scheduler.start()
@@ -193,13 +195,13 @@ class EmbeddedStack:
         env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         return Service("mlflow-ui", argv, env)
 
-    def _champion(self) -> str | None:
+    def _has_champion(self) -> bool:
         from forestops.modeling.tracking import resolve_serving_model
 
-        ref = resolve_serving_model(self.settings)
-        return None if ref is None else ref.version or ref.run_id
+        return resolve_serving_model(self.settings) is not None
 
-    def _reload(self, champion: str) -> None:
+    def _reload(self) -> None:
+        """Serve the new champion now rather than at the service's next poll."""
         admin = self.settings.admin_api_key
         headers = {"X-API-Key": admin.get_secret_value()} if admin else {}
         try:
@@ -207,13 +209,12 @@ class EmbeddedStack:
             response.raise_for_status()
         except httpx.HTTPError as error:
             log.warning(
-                "inference did not reload champion %s (%s); it polls every %.0f s",
-                champion,
+                "inference did not reload the new champion (%s); it polls every %.0f s",
                 error,
                 self.settings.model_poll_interval_s,
             )
         else:
-            log.info("inference now serves champion %s", champion)
+            log.info("inference serves model version %s", response.json().get("model_version"))
 
     def _print_banner(self) -> None:
         settings = self.settings
