@@ -1,0 +1,237 @@
+"""The candidate models a training job compares: one sklearn Pipeline each, sized by settings.
+
+Every candidate is `Pipeline([("encode", ContractEncoder(...)), ("model", estimator)])`, the shape
+`ForestCoverModel` serves; a scaler, where one is needed, lives inside the "model" step so the
+serving fast path (encoder, then estimator) stays exact. Models that cannot scale to the whole
+store fit on a bounded stratified subsample, and say so in their params (FIELD_NOTES has the
+measurements behind each default).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from forestops.config import Settings
+from forestops.modeling.features import Categorical, ContractEncoder
+
+
+def stratified_split(
+    labels: np.ndarray, holdout_size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (rest, holdout), the holdout ~`holdout_size` rows in the class proportions.
+
+    Unlike sklearn's stratified splitters this accepts classes with a single row (an early,
+    small store has them): such a row stays in `rest`, and every class with two or more rows
+    appears on both sides. Seeded, so the same labels give the same split.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    held: list[np.ndarray] = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        share = round(len(members) * holdout_size / len(labels))
+        take = min(max(share, 1), len(members) - 1)
+        held.append(rng.choice(members, size=take, replace=False))
+    holdout = np.sort(np.concatenate(held))
+    rest = np.setdiff1d(np.arange(len(labels)), holdout, assume_unique=True)
+    return rest, holdout
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """LightGBM's early stopping on a validation split carved from the training part, plus a
+    wall-clock budget so a retrain on a busy machine still ends in bounded time."""
+
+    validation_fraction: float
+    patience: int
+    time_budget_s: float
+
+
+@dataclass(frozen=True)
+class FittedCandidate:
+    name: str
+    pipeline: Pipeline
+    params: dict[str, Any]
+    fit_seconds: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    pipeline: Pipeline  # unfitted template; `fit` works on a clone
+    max_rows: int | None = (
+        None  # fit on a stratified subsample this large (models that cannot scale)
+    )
+    early_stopping: EarlyStopping | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    def fit(self, features: pd.DataFrame, labels: np.ndarray, seed: int) -> FittedCandidate:
+        from sklearn.base import clone
+
+        pipeline: Pipeline = clone(self.pipeline)
+        params: dict[str, Any] = {
+            "candidate": self.name,
+            "available_rows": len(labels),
+            **self.notes,
+        }
+        if self.max_rows is not None and len(labels) > self.max_rows:
+            _, sample = stratified_split(labels, self.max_rows, seed)
+            features, labels = features.iloc[sample], labels[sample]
+            params["subsample"] = f"stratified {len(sample)} of {params['available_rows']} rows"
+        fit_params: dict[str, Any] = {}
+        budget = None
+        if self.early_stopping is not None:
+            rest, validation = stratified_split(
+                labels, round(len(labels) * self.early_stopping.validation_fraction), seed
+            )
+            encoder: ContractEncoder = pipeline.named_steps["encode"]
+            budget = _TimeBudget(self.early_stopping.time_budget_s)
+            fit_params = {
+                "model__eval_X": encoder.transform(features.iloc[validation]),
+                "model__eval_y": labels[validation],
+                "model__callbacks": [
+                    lgb.early_stopping(self.early_stopping.patience, verbose=False),
+                    budget,
+                ],
+            }
+            features, labels = features.iloc[rest], labels[rest]
+            params["early_stopping_rows"] = len(validation)
+        started = time.perf_counter()
+        pipeline.fit(features, labels, **fit_params)
+        fit_seconds = time.perf_counter() - started
+        params["fit_rows"] = len(labels)
+        params.update(_scalar_params(pipeline))
+        if budget is not None:
+            model = pipeline.named_steps["model"]
+            params["best_iteration"] = model.best_iteration_
+            params["stopped_by"] = (
+                "time_budget"
+                if budget.fired
+                else "early_stopping"
+                if model.best_iteration_ < model.n_estimators
+                else "max_rounds"
+            )
+        return FittedCandidate(self.name, pipeline, params, fit_seconds)
+
+
+class _TimeBudget:
+    """LightGBM callback: stop boosting (keeping the trees so far) once the budget is spent."""
+
+    order = 40  # after early_stopping (30), so its bookkeeping for this round is done
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.fired = False
+
+    def __call__(self, env: Any) -> None:
+        if time.monotonic() > self.deadline:
+            self.fired = True
+            raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
+
+
+def _scalar_params(pipeline: Pipeline) -> dict[str, Any]:
+    """The pipeline's hyper-parameters that make sense as MLflow params (no nested objects)."""
+    return {
+        key: value
+        for key, value in pipeline.get_params(deep=True).items()
+        if value is None or isinstance(value, str | int | float | bool)
+    }
+
+
+def _pipeline(categorical: Categorical, engineered: bool, model: Any) -> Pipeline:
+    encoder = ContractEncoder(categorical=categorical, engineered=engineered)
+    return Pipeline([("encode", encoder), ("model", model)])
+
+
+def _scaled(estimator: Any) -> Pipeline:
+    return Pipeline([("scale", StandardScaler()), ("classifier", estimator)])
+
+
+def logistic_regression(settings: Settings) -> Candidate:
+    return Candidate(
+        "logistic_regression",
+        _pipeline("onehot", True, _scaled(LogisticRegression(max_iter=300))),
+        max_rows=settings.logreg_max_rows,
+    )
+
+
+def svc(settings: Settings) -> Candidate:
+    # Platt scaling on cross-validated decision values, then one SVC on all rows: what
+    # `SVC(probability=True)` did, in the form scikit-learn 1.9 asks for (it deprecates the flag).
+    model = CalibratedClassifierCV(
+        SVC(kernel="rbf", random_state=settings.train_seed), method="sigmoid", ensemble=False
+    )
+    return Candidate(
+        "svc",
+        _pipeline("onehot", True, _scaled(model)),
+        max_rows=settings.svc_max_rows,
+        notes={"subsample_reason": "kernel SVC fit time is quadratic in rows"},
+    )
+
+
+def random_forest(settings: Settings) -> Candidate:
+    model = RandomForestClassifier(
+        n_estimators=settings.random_forest_trees,
+        n_jobs=settings.train_n_jobs,
+        random_state=settings.train_seed,
+    )
+    return Candidate(
+        "random_forest",
+        _pipeline("ordinal", True, model),
+        max_rows=settings.random_forest_max_rows,
+        notes={"subsample_reason": "full-depth trees grow with rows: bounds fit time and size"},
+    )
+
+
+def lightgbm(settings: Settings) -> Candidate:
+    # lambda_l2=1 is what keeps 255-leaf boosting from collapsing on this data (FIELD_NOTES).
+    model = lgb.LGBMClassifier(
+        n_estimators=settings.lightgbm_max_rounds,
+        num_leaves=settings.lightgbm_num_leaves,
+        learning_rate=0.1,
+        reg_lambda=1.0,
+        n_jobs=settings.train_n_jobs,
+        random_state=settings.train_seed,
+        verbose=-1,
+    )
+    return Candidate(
+        "lightgbm",
+        _pipeline("ordinal", True, model),
+        early_stopping=EarlyStopping(
+            validation_fraction=settings.lightgbm_validation_fraction,
+            patience=settings.lightgbm_early_stopping_rounds,
+            time_budget_s=settings.lightgbm_time_budget_s,
+        ),
+    )
+
+
+CANDIDATES: Mapping[str, Callable[[Settings], Candidate]] = {
+    "logistic_regression": logistic_regression,
+    "svc": svc,
+    "random_forest": random_forest,
+    "lightgbm": lightgbm,
+}
+
+
+def build_candidates(settings: Settings) -> list[Candidate]:
+    """The candidates named in `settings.train_candidates`, in that order."""
+    unknown = [name for name in settings.train_candidates if name not in CANDIDATES]
+    if unknown:
+        known = ", ".join(CANDIDATES)
+        raise ValueError(f"unknown candidate(s) {', '.join(unknown)}; known: {known}")
+    if not settings.train_candidates:
+        raise ValueError("TRAIN_CANDIDATES is empty; known: " + ", ".join(CANDIDATES))
+    return [CANDIDATES[name](settings) for name in dict.fromkeys(settings.train_candidates)]

@@ -1,0 +1,169 @@
+"""The promotion gate: a new model version becomes `champion` only if it beats the current one.
+
+"Beats" is measured on the SAME rows: the current champion is loaded from the registry and
+scored on this job's evaluation split, through the same pyfunc call serving makes, so a change
+in the data can never make an old score look better or worse than it is.
+
+Ordering makes a half-registered champion impossible: the version is created (tagged
+`pending`), confirmed READY, both models scored, the decision tagged, and only then is the
+alias moved. A job that dies anywhere before that leaves a `pending` version no alias points at.
+Right before moving the alias the gate re-reads it; if another job promoted meanwhile, that
+new champion is scored too (the registry has no compare-and-set, so a race is narrowed to the
+instant between that read and the write).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from forestops.config import Settings
+from forestops.modeling.tracking import TAG_CHALLENGER_SCORE, TAG_CHAMPION_SCORE, TAG_DECISION
+from forestops.pipeline.evaluate import accuracy, predict_probabilities
+
+log = logging.getLogger(__name__)
+
+TAG_CHAMPION_VERSION = "forestops.champion_version"  # the version the challenger was compared with
+TAG_DECISION_REASON = "forestops.decision_reason"
+PROMOTED, REJECTED, PENDING = "promoted", "rejected", "pending"
+_ALIAS_RACE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: str
+    decision: str  # PROMOTED | REJECTED
+    challenger_accuracy: float
+    champion_version: str | None  # the champion it was compared with (None: there was none)
+    champion_accuracy: float | None
+    reason: str
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == PROMOTED
+
+
+def register_and_gate(
+    settings: Settings,
+    client: MlflowClient,
+    *,
+    model_uri: str,
+    challenger_accuracy: float,
+    eval_features: pd.DataFrame,
+    eval_labels: np.ndarray,
+    tags: dict[str, str],
+) -> Promotion:
+    """Register `model_uri` as a new version of MODEL_NAME and promote it if it wins."""
+    version = _register(settings, client, model_uri, {**tags, TAG_DECISION: PENDING})
+    scored: dict[str, float | None] = {}
+    for _ in range(_ALIAS_RACE_ATTEMPTS):
+        champion = _alias_target(settings, client)
+        if champion is not None and champion not in scored:
+            scored[champion] = _score_version(settings, champion, eval_features, eval_labels)
+        promotion = _decide(str(version.version), challenger_accuracy, champion, scored)
+        if not promotion.promoted:
+            break
+        if _alias_target(settings, client) == promotion.champion_version:
+            break
+        log.warning(
+            "the champion moved while version %s was scored; scoring again", version.version
+        )
+    else:
+        raise RuntimeError(
+            f"the {settings.champion_alias} alias kept moving while version {version.version} was "
+            "gated; it stays unpromoted"
+        )
+    _record(settings, client, promotion)
+    if promotion.promoted:
+        client.set_registered_model_alias(
+            settings.model_name, settings.champion_alias, promotion.version
+        )
+    log.info(
+        "model %s v%s %s: %s",
+        settings.model_name,
+        version.version,
+        promotion.decision,
+        promotion.reason,
+    )
+    return promotion
+
+
+def _register(
+    settings: Settings, client: MlflowClient, model_uri: str, tags: dict[str, str]
+) -> ModelVersion:
+    version = mlflow.register_model(model_uri, settings.model_name, tags=tags)
+    version = client.get_model_version(settings.model_name, version.version)
+    status = ModelVersionStatus.from_string(version.status)
+    if status != ModelVersionStatus.READY:
+        raise RuntimeError(
+            f"model version {settings.model_name} v{version.version} is {version.status}, "
+            "not READY; it is not promoted"
+        )
+    return version
+
+
+def _current_champion(settings: Settings, client: MlflowClient) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(settings.model_name, settings.champion_alias)
+    except MlflowException as error:
+        if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+            return None
+        raise
+
+
+def _alias_target(settings: Settings, client: MlflowClient) -> str | None:
+    champion = _current_champion(settings, client)
+    return None if champion is None else str(champion.version)
+
+
+def _score_version(
+    settings: Settings, version: str, features: pd.DataFrame, labels: np.ndarray
+) -> float | None:
+    """Accuracy of a registered version on these rows; None when it cannot be loaded or run."""
+    uri = f"models:/{settings.model_name}/{version}"
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+        probabilities, _ = predict_probabilities(model.predict, features)
+    except Exception:
+        log.exception("could not score the current champion %s", uri)
+        return None
+    return accuracy(labels, probabilities)
+
+
+def _decide(
+    version: str, challenger: float, champion: str | None, scored: dict[str, float | None]
+) -> Promotion:
+    if champion is None:
+        return Promotion(version, PROMOTED, challenger, None, None, "first champion")
+    score = scored[champion]
+    if score is None:
+        reason = f"current champion v{champion} could not be loaded or scored"
+        return Promotion(version, PROMOTED, challenger, champion, None, reason)
+    if challenger > score:
+        reason = f"accuracy {challenger:.4f} > champion v{champion} {score:.4f}"
+        return Promotion(version, PROMOTED, challenger, champion, score, reason)
+    reason = f"accuracy {challenger:.4f} <= champion v{champion} {score:.4f}"
+    return Promotion(version, REJECTED, challenger, champion, score, reason)
+
+
+def _record(settings: Settings, client: MlflowClient, promotion: Promotion) -> None:
+    tags: dict[str, Any] = {
+        TAG_DECISION: promotion.decision,
+        TAG_DECISION_REASON: promotion.reason,
+        TAG_CHALLENGER_SCORE: f"{promotion.challenger_accuracy:.6f}",
+        TAG_CHAMPION_SCORE: (
+            "" if promotion.champion_accuracy is None else f"{promotion.champion_accuracy:.6f}"
+        ),
+        TAG_CHAMPION_VERSION: promotion.champion_version or "",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, promotion.version, key, value)

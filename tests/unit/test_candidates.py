@@ -1,0 +1,134 @@
+"""Candidate models: their shape (what serving relies on), their bounds and the seeded split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forestops import contract
+from forestops.config import Settings
+from forestops.modeling.candidates import CANDIDATES, build_candidates, stratified_split
+from forestops.modeling.features import frame_to_arrays
+from forestops.modeling.package import ForestCoverModel
+from support.training_data import course_rows
+
+TINY = {
+    "svc_max_rows": 300,
+    "logreg_max_rows": 400,
+    "random_forest_trees": 5,
+    "random_forest_max_rows": 500,
+    "lightgbm_max_rounds": 40,
+    "lightgbm_num_leaves": 15,
+    "lightgbm_early_stopping_rounds": 5,
+    "lightgbm_validation_fraction": 0.2,
+    "train_n_jobs": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def rows(dataset_path: Path) -> pd.DataFrame:
+    return course_rows(dataset_path, 1500)
+
+
+def _fit(name: str, rows: pd.DataFrame, **overrides: object):  # type: ignore[no-untyped-def]
+    settings = Settings(train_candidates=(name,), **{**TINY, **overrides})  # type: ignore[arg-type]
+    (candidate,) = build_candidates(settings)
+    features = rows.loc[:, list(contract.FEATURE_NAMES)]
+    return candidate.fit(features, rows[contract.LABEL].to_numpy(), seed=7)
+
+
+def test_stratified_split_keeps_class_shares_and_is_seeded() -> None:
+    labels = np.repeat([0, 1, 2], [600, 300, 100])
+    rest, holdout = stratified_split(labels, 200, seed=1)
+    assert len(holdout) == 200
+    assert sorted(np.concatenate([rest, holdout])) == list(range(1000))
+    assert np.bincount(labels[holdout]).tolist() == [120, 60, 20]
+    again_rest, again_holdout = stratified_split(labels, 200, seed=1)
+    assert np.array_equal(holdout, again_holdout) and np.array_equal(rest, again_rest)
+    assert not np.array_equal(holdout, stratified_split(labels, 200, seed=2)[1])
+
+
+def test_stratified_split_accepts_rare_classes() -> None:
+    # sklearn's stratified splitters refuse a class with one row; an early store has them.
+    labels = np.array([0] * 50 + [1] * 50 + [2, 3, 3])
+    rest, holdout = stratified_split(labels, 10, seed=0)
+    assert 2 in labels[rest] and 2 not in labels[holdout]  # the single row trains
+    assert 3 in labels[rest] and 3 in labels[holdout]  # two rows: one on each side
+
+
+def test_unknown_or_empty_candidate_lists_are_refused() -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown candidate\(s\) xgboost; known: logistic_regression"
+    ):
+        build_candidates(Settings(train_candidates=("lightgbm", "xgboost")))
+    with pytest.raises(ValueError, match="empty"):
+        build_candidates(Settings(train_candidates=()))
+
+
+def test_candidates_come_from_settings_in_order_once() -> None:
+    settings = Settings(train_candidates="lightgbm, svc,lightgbm")  # type: ignore[arg-type]
+    assert [c.name for c in build_candidates(settings)] == ["lightgbm", "svc"]
+
+
+@pytest.mark.parametrize("name", list(CANDIDATES))
+def test_every_candidate_is_encoder_then_model_and_serves_exactly(
+    name: str, rows: pd.DataFrame
+) -> None:
+    fitted = _fit(name, rows)
+    assert [step for step, _ in fitted.pipeline.steps] == ["encode", "model"]
+    # The serving fast path runs the encoder, then the "model" step: a scaler must live inside it.
+    features = rows.loc[:100, list(contract.FEATURE_NAMES)]
+    fast = ForestCoverModel(fitted.pipeline).predict_proba_arrays(*frame_to_arrays(features))
+    np.testing.assert_allclose(fast, fitted.pipeline.predict_proba(features), rtol=1e-9)
+    assert fitted.params["candidate"] == name
+    assert fitted.params["fit_rows"] <= len(rows)
+    assert all(v is None or isinstance(v, str | int | float | bool) for v in fitted.params.values())
+
+
+def test_linear_and_kernel_models_use_onehot_trees_use_ordinal() -> None:
+    encoders = {
+        name: candidate.pipeline.named_steps["encode"].categorical
+        for name, candidate in ((c.name, c) for c in build_candidates(Settings()))
+    }
+    assert encoders == {
+        "logistic_regression": "onehot",
+        "svc": "onehot",
+        "random_forest": "ordinal",
+        "lightgbm": "ordinal",
+    }
+
+
+def test_svc_fits_a_bounded_stratified_subsample_and_says_so(rows: pd.DataFrame) -> None:
+    fitted = _fit("svc", rows, svc_max_rows=300)
+    assert fitted.params["fit_rows"] == pytest.approx(300, abs=4)
+    assert fitted.params["subsample"].startswith("stratified ")
+    assert "quadratic" in fitted.params["subsample_reason"]
+
+
+def test_small_data_is_not_subsampled(rows: pd.DataFrame) -> None:
+    fitted = _fit("logistic_regression", rows, logreg_max_rows=100_000)
+    assert fitted.params["fit_rows"] == len(rows)
+    assert "subsample" not in fitted.params
+
+
+def test_lightgbm_stops_early_on_a_validation_split_carved_from_training(
+    rows: pd.DataFrame,
+) -> None:
+    fitted = _fit("lightgbm", rows, lightgbm_max_rounds=400)
+    params = fitted.params
+    assert params["early_stopping_rows"] == pytest.approx(300, abs=4)
+    assert params["fit_rows"] + params["early_stopping_rows"] == len(rows)
+    assert params["stopped_by"] == "early_stopping"
+    assert params["best_iteration"] < 400
+    assert params["model__n_jobs"] == 1 and params["model__num_leaves"] == 15
+
+
+def test_lightgbm_time_budget_ends_boosting(rows: pd.DataFrame) -> None:
+    fitted = _fit("lightgbm", rows, lightgbm_max_rounds=400, lightgbm_time_budget_s=1e-6)
+    assert fitted.params["stopped_by"] == "time_budget"
+    assert fitted.params["best_iteration"] == 1
+    booster = fitted.pipeline.named_steps["model"].booster_
+    assert booster.current_iteration() == 1
