@@ -7,12 +7,15 @@ thousand rows of the shared data train in about a second.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
@@ -92,8 +95,47 @@ def log_candidate(
     return run.info.run_id, str(version.version)
 
 
-def train_champion(settings: Settings, dataset: Path, rows: int = 3000) -> tuple[str, str | None]:
-    frame = read_rows(dataset, rows)
-    pipeline = tiny_pipeline(frame)
-    accuracy = float((pipeline.predict(frame) == frame[contract.LABEL]).mean())
-    return log_candidate(settings, pipeline, accuracy)
+@dataclass(frozen=True)
+class ChampionStore:
+    """A sqlite MLflow store with two logged tiny models; `a` is `settings.model_name@champion`.
+
+    Tests that move aliases register these same runs under a model name of their own, so no test
+    changes what another one sees.
+    """
+
+    settings: Settings
+    run_a: str
+    run_b: str
+
+    def register(self, run_id: str, model_name: str, *, champion: bool = True) -> str:
+        """Register `run_id`'s logged model as a new version of `model_name` (no retraining)."""
+        client = MlflowClient(self.settings.mlflow_tracking_uri)
+        try:
+            client.create_registered_model(model_name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        source = client.get_run(run_id).outputs.model_outputs[0].model_id
+        version = client.create_model_version(model_name, f"models:/{source}", run_id=run_id)
+        if champion:
+            client.set_registered_model_alias(
+                model_name, self.settings.champion_alias, version.version
+            )
+        return str(version.version)
+
+
+@cache
+def champion_store(root: Path, dataset: Path) -> ChampionStore:
+    """Built once per test session (pytest's session fixtures are per module when imported)."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        forestops_home=root,
+        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        api_keys=(),
+        admin_api_key=None,
+        model_poll_interval_s=0,
+    )
+    frame = read_rows(dataset, 3000)
+    run_a, _ = log_candidate(settings, tiny_pipeline(frame, 20), 0.9)
+    run_b, _ = log_candidate(settings, tiny_pipeline(frame, 5, num_leaves=7), 0.8, champion=False)
+    return ChampionStore(settings, run_a, run_b)

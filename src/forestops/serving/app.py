@@ -53,6 +53,12 @@ from forestops.serving.schemas import (
 _INLINE_MAX_ROWS = 32  # above this, the model runs in the thread pool
 _RELOAD_STATUS = {"swapped": 200, "unchanged": 200, "refused": 409, "missing": 404, "failed": 502}
 _LINEAGE_PREFIXES = ("forestops.", "mlflow.source.")
+_VALIDATION_ERROR = {  # FastAPI documents 422 only for parameters it parses itself
+    "description": "Invalid records: `loc` names the record index and the field",
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+    },
+}
 
 _DESCRIPTION = """Classifies forest cover type (UCI Covertype, 7 classes) with the champion model.
 
@@ -180,7 +186,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     @app.post(
         "/predict",
         response_model=PredictResponse,
-        responses=_error_responses(401, 413, 503),
+        responses={**_error_responses(401, 413, 503), 422: _VALIDATION_ERROR},
         dependencies=[Depends(require_client)],
         openapi_extra=_predict_body_schema(settings),
         summary="Classify one record (a JSON object) or a batch (a JSON array of records)",
