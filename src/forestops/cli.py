@@ -37,7 +37,97 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 
 # --- data: dataset, data API, ingestion (foundation) ------------------------------------------
 
+
+@data_app.command("fetch")
+def data_fetch() -> None:
+    """Materialise the data set (FORESTOPS_DATASET, or UCI Covertype downloaded once) and
+    cache its parsed copy in FORESTOPS_HOME."""
+    from forestops.source.dataset import DatasetError, load_dataset
+
+    try:
+        frame = load_dataset(get_settings())
+    except DatasetError as error:
+        typer.echo(f"data fetch failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    classes = frame["cover_type"].value_counts().sort_index()
+    balance = ", ".join(f"{label}: {count:,}" for label, count in classes.items())
+    typer.echo(f"{len(frame):,} rows (cover_type {balance})")
+
+
+@app.command("data-api")
+def data_api(
+    port: int | None = typer.Option(None, help="Default: DATA_API_PORT (8081)."),
+    host: str = typer.Option("127.0.0.1", help="0.0.0.0 to serve containers or other machines."),
+    min_update_time: float | None = typer.Option(
+        None, min=0, help="Seconds a batch stays current (default MIN_UPDATE_TIME_S: 300)."
+    ),
+    sample_fraction: float | None = typer.Option(
+        None, min=0, max=1, help="Share of the batch per call (default SAMPLE_FRACTION: 0.1)."
+    ),
+) -> None:
+    """Serve the course-compatible batch data API over the data set (state in FORESTOPS_HOME)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from forestops.source.dataset import DatasetError
+    from forestops.source.server import builtin_app
+
+    overrides = {"min_update_time_s": min_update_time, "sample_fraction": sample_fraction}
+    try:
+        settings = get_settings(**{key: v for key, v in overrides.items() if v is not None})
+        api = builtin_app(settings)
+    except (DatasetError, ValidationError, ValueError) as error:
+        typer.echo(f"data-api: {' '.join(str(error).split())}", err=True)
+        raise typer.Exit(1) from None
+    uvicorn.run(api, host=host, port=settings.data_api_port if port is None else port)
+
+
+@app.command()
+def ingest(
+    group: int | None = typer.Option(None, min=1, max=10, help="Default: GROUP_NUMBER."),
+    replay: int | None = typer.Option(
+        None, metavar="BATCH_ID", help="Load an earlier batch again from its archived payload."
+    ),
+) -> None:
+    """Fetch one batch from SOURCE_API_BASE_URL, validate it and store it in one transaction.
+    Exit 0 when loaded or when the source says all data was collected."""
+    from forestops.pipeline.ingest import IngestError, ingest_batch, replay_batch
+    from forestops.source.client import SourceError
+
+    if group is not None and replay is not None:
+        raise typer.BadParameter("--replay loads a stored payload; it takes no --group")
+    settings = get_settings()
+    try:
+        result = (
+            replay_batch(settings, replay) if replay is not None else ingest_batch(settings, group)
+        )
+    except (IngestError, SourceError) as error:
+        typer.echo(f"ingest failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(result.summary())
+    if result.status == "rejected":
+        raise typer.Exit(1)
+
+
 # --- training and the one-shot pipeline ---------------------------------------------------------
+
+
+@app.command()
+def train(
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+) -> None:
+    """Train every candidate on all curated rows, track them in MLflow, gate the best into the registry."""
+    from forestops.pipeline.train import train as train_models
+
+    result = train_models(get_settings())
+    _echo_result(result.to_dict(), result.summary(), as_json)
+
+
+def _echo_result(payload: dict[str, object], summary: str, as_json: bool) -> None:
+    import json
+
+    typer.echo(json.dumps(payload, default=str) if as_json else summary)
+
 
 # --- inference service --------------------------------------------------------------------------
 

@@ -1,0 +1,172 @@
+"""Client of the course's batch data API (or ours): one call, one batch payload.
+
+Transient failures (timeouts, connection errors, 5xx, 429) are retried with exponential backoff
+and full jitter, then reported as `SourceError`; other 4xx are not retried (asking again cannot
+help). The course's 'all data collected' 400 is `AllDataCollected`: the normal end of a run, not a
+failure. A 200 whose body is not the course's shape is `MalformedPayload`, carrying the raw bytes
+so the caller can archive and record them. Rows are not checked here: one bad row is the
+validator's business (quarantine), not a reason to drop the whole payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from forestops.config import Settings
+from forestops.source import protocol
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    """The data API could not deliver a batch."""
+
+
+class MalformedPayload(SourceError):
+    """The answer was not the course's JSON shape; `raw` is the body exactly as received."""
+
+    def __init__(self, message: str, raw: bytes, source: str) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.source = source
+
+
+class AllDataCollected(Exception):
+    """The source has served every batch to this group (the course's 'all collected' 400)."""
+
+
+class _Transient(Exception):
+    """A retryable HTTP answer (5xx, 429)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}: {_detail(response)}")
+
+
+class _CoursePayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    group_number: int
+    batch_number: int
+    data: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePayload:
+    """One answer of `GET /data`: the rows as received (unchecked) and the raw body."""
+
+    source: str
+    group_number: int
+    batch_number: int
+    rows: list[Any] = field(repr=False)
+    raw: bytes = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+def parse_payload(raw: bytes, source: str) -> SourcePayload:
+    """The course's `{"group_number", "batch_number", "data": [...]}`, or MalformedPayload."""
+    try:
+        payload = _CoursePayload.model_validate_json(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:3]
+        )
+        raise MalformedPayload(
+            f"malformed payload from {source}: {problems}", raw, source
+        ) from None
+    return SourcePayload(source, payload.group_number, payload.batch_number, payload.data, raw)
+
+
+class SourceClient:
+    def __init__(
+        self, base_url: str, timeout: float = 30.0, retries: int = 5, backoff_max: float = 30.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._retries = retries
+        self._backoff_max = backoff_max
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SourceClient:
+        return cls(
+            source_url(settings),
+            timeout=settings.source_timeout_s,
+            retries=settings.source_retries,
+            backoff_max=settings.source_backoff_max_s,
+        )
+
+    def fetch(self, group: int) -> SourcePayload:
+        """One batch payload for `group`."""
+        response = self._get("/data", {"group_number": group})
+        if response.status_code == 400 and protocol.is_all_collected(_detail(response)):
+            raise AllDataCollected(_detail(response))
+        if response.is_error:
+            raise SourceError(
+                f"data API {response.url} answered HTTP {response.status_code}: {_detail(response)}"
+            )
+        return parse_payload(response.content, str(response.url))
+
+    def _get(self, path: str, params: dict[str, Any]) -> httpx.Response:
+        retrying = Retrying(
+            stop=stop_after_attempt(self._retries),
+            wait=wait_random_exponential(multiplier=0.5, max=self._backoff_max),
+            retry=retry_if_exception_type((httpx.TransportError, _Transient)),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    response = self._http.get(path, params=params)
+                    if response.status_code >= 500 or response.status_code == 429:
+                        raise _Transient(response)
+        except (httpx.TransportError, _Transient) as error:
+            raise SourceError(
+                f"data API {self.base_url}{path} failed after {self._retries} attempts: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        return response
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SourceClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def source_url(settings: Settings) -> str:
+    """SOURCE_API_BASE_URL, or the built-in data API on this machine."""
+    return settings.source_api_base_url or f"http://127.0.0.1:{settings.data_api_port}"
+
+
+def _detail(response: httpx.Response) -> str:
+    """FastAPI's `{"detail": ...}` when there is one, else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)[:200]

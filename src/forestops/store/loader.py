@@ -1,0 +1,195 @@
+"""Writing one ingestion batch: its lineage row, its samples (bulk, deduplicated), its quarantine.
+
+Every function takes the caller's connection and never commits: the caller wraps a whole batch
+in one transaction, so a batch is stored entirely or not at all.
+
+Deduplication is by `content_hash`: the MD5 of the canonical values, label included, joined by
+`|` in contract order (e.g. `2596|51|3|258|0|510|221|232|148|6279|Rawah|C7745|4`). MD5 because
+it fits the 32-character column, is fast, and PostgreSQL and MySQL can recompute it in SQL
+(`md5(concat_ws('|', ...))`) for ad-hoc checks; it is a dedup key, not a security measure.
+Rows repeated inside one payload are dropped before loading, rows already stored are skipped by
+`ON CONFLICT (content_hash) DO NOTHING`, which also keeps two concurrent loaders from
+duplicating a row.
+
+PostgreSQL loads through COPY (psycopg 3) into a temporary table, then one
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING`; SQLite through one executemany.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import pandas as pd
+from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from forestops import contract
+from forestops.store.schema import forest_cover_samples, ingestion_batches, quarantined_rows
+
+LOADED: Final = "loaded"
+REJECTED: Final = "rejected"
+"""The payload was not the course's shape: archived and recorded, no rows."""
+FAILED: Final = "failed"
+"""Loading failed and was rolled back: archived and recorded, no rows; replayable."""
+
+_HASH_FORMAT: Final = "|".join(
+    ["%d"] * len(contract.NUMERIC_NAMES) + ["%s"] * len(contract.CATEGORICAL_NAMES) + ["%d"]
+)
+_LOAD_COLUMNS: Final = ("content_hash", *contract.COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """Where a batch came from: the lineage part of its `ingestion_batches` row."""
+
+    source: str
+    group_number: int
+    batch_number: int | None
+    fetched_at: datetime
+    payload_sha256: str | None
+    payload_uri: str | None
+    replay_of: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    received: int
+    inserted: int
+    duplicates: int
+    quarantined: int
+
+
+def content_hashes(samples: pd.DataFrame) -> list[str]:
+    """The dedup key of each canonical row (see the module docstring for the definition)."""
+    columns = [samples[name].tolist() for name in contract.COLUMNS]
+    return [
+        hashlib.md5((_HASH_FORMAT % row).encode(), usedforsecurity=False).hexdigest()
+        for row in zip(*columns, strict=True)
+    ]
+
+
+def write_batch(
+    connection: Connection,
+    header: BatchHeader,
+    samples: pd.DataFrame,
+    quarantined: Sequence[tuple[int, Any, Sequence[str]]],
+) -> tuple[int, BatchCounts]:
+    """Record a loaded batch: lineage row, new samples, quarantined rows; (batch id, counts)."""
+    batch_id = _insert_header(connection, header, LOADED, message=None)
+    _insert_quarantine(connection, batch_id, quarantined)
+    inserted = _insert_samples(connection, batch_id, samples)
+    counts = BatchCounts(
+        received=len(samples) + len(quarantined),
+        inserted=inserted,
+        duplicates=len(samples) - inserted,
+        quarantined=len(quarantined),
+    )
+    connection.execute(
+        update(ingestion_batches)
+        .where(ingestion_batches.c.id == batch_id)
+        .values(
+            received=counts.received,
+            inserted=counts.inserted,
+            duplicates=counts.duplicates,
+            quarantined=counts.quarantined,
+        )
+    )
+    return batch_id, counts
+
+
+def write_unloaded(connection: Connection, header: BatchHeader, status: str, message: str) -> int:
+    """Record a fetch whose rows were not loaded (REJECTED or FAILED): lineage, zero counts."""
+    return _insert_header(connection, header, status, message)
+
+
+def read_batch(connection: Connection, batch_id: int) -> RowMapping | None:
+    query = select(ingestion_batches).where(ingestion_batches.c.id == batch_id)
+    return connection.execute(query).mappings().first()
+
+
+def _insert_header(
+    connection: Connection, header: BatchHeader, status: str, message: str | None
+) -> int:
+    statement = (
+        insert(ingestion_batches)
+        .values(
+            source=header.source,
+            group_number=header.group_number,
+            batch_number=header.batch_number,
+            fetched_at=header.fetched_at,
+            status=status,
+            received=0,
+            inserted=0,
+            duplicates=0,
+            quarantined=0,
+            payload_sha256=header.payload_sha256,
+            payload_uri=header.payload_uri,
+            replay_of=header.replay_of,
+            message=message,
+        )
+        .returning(ingestion_batches.c.id)
+    )
+    batch_id: int = connection.execute(statement).scalar_one()
+    return batch_id
+
+
+def _insert_quarantine(
+    connection: Connection, batch_id: int, rows: Iterable[tuple[int, Any, Sequence[str]]]
+) -> None:
+    records = [
+        {"batch_id": batch_id, "row_number": number, "raw": raw, "reasons": list(reasons)}
+        for number, raw, reasons in rows
+    ]
+    if records:
+        connection.execute(insert(quarantined_rows), records)
+
+
+def _insert_samples(connection: Connection, batch_id: int, samples: pd.DataFrame) -> int:
+    """Insert the rows not stored yet; how many were inserted."""
+    if samples.empty:
+        return 0
+    unique = samples.assign(content_hash=content_hashes(samples)).drop_duplicates("content_hash")
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        return _copy_postgresql(connection, batch_id, unique)
+    if dialect == "sqlite":
+        statement = sqlite_insert(forest_cover_samples).on_conflict_do_nothing(
+            index_elements=["content_hash"]
+        )
+        records = unique.loc[:, list(_LOAD_COLUMNS)].assign(batch_id=batch_id).to_dict("records")
+        return int(connection.execute(statement, records).rowcount)
+    raise NotImplementedError(f"bulk loading into {dialect} is not supported (SQLite, PostgreSQL)")
+
+
+def _copy_postgresql(connection: Connection, batch_id: int, unique: pd.DataFrame) -> int:
+    from psycopg import sql
+
+    target = sql.Identifier(forest_cover_samples.name)
+    staging = sql.Identifier("forestops_load")
+    columns = sql.SQL(", ").join(map(sql.Identifier, _LOAD_COLUMNS))
+    # The same psycopg connection, so the same transaction as everything else in the batch.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
+                staging, columns, target
+            )
+        )
+        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)) as copy:
+            for row in zip(*(unique[name].tolist() for name in _LOAD_COLUMNS), strict=True):
+                copy.write_row(row)
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {target} (batch_id, {columns}) SELECT %s, {columns} FROM {staging} "
+                "ON CONFLICT (content_hash) DO NOTHING"
+            ).format(target=target, columns=columns, staging=staging),
+            (batch_id,),
+        )
+        inserted = cursor.rowcount
+        cursor.execute(sql.SQL("DROP TABLE {}").format(staging))
+    return inserted
