@@ -115,8 +115,13 @@ class ChampionStore:
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        source = client.get_run(run_id).outputs.model_outputs[0].model_id
-        version = client.create_model_version(model_name, f"models:/{source}", run_id=run_id)
+        model_id = client.get_run(run_id).outputs.model_outputs[0].model_id
+        version = client.create_model_version(
+            model_name,
+            client.get_logged_model(model_id).artifact_location,
+            run_id=run_id,
+            model_id=model_id,
+        )
         if champion:
             client.set_registered_model_alias(
                 model_name, self.settings.champion_alias, version.version
