@@ -4,8 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
+# Airflow pins FastAPI below the inference service: it gets its own environment, built from its own
+# lock (deploy/airflow/requirements.in -> requirements-airflow.lock), for the DAG tests and its image.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
+# The only packages whose versions may differ between the two locks (Airflow pins them); every
+# other shared package is resolved to requirements.lock's version (tests/integration/test_compose_images.py).
+AIRFLOW_OWN_PINS := fastapi
 
-.PHONY: up test install lint typecheck pytest lock clean
+.PHONY: up test install lint typecheck pytest lock clean airflow-install airflow-test lock-airflow
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +23,22 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed
 
+# pip check runs before forestops goes in with --no-deps (it needs FastAPI newer than Airflow allows).
+$(AIRFLOW_VENV)/.installed: requirements-airflow.lock pyproject.toml | $(VENV)/.installed
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(BIN)/uv pip sync --python $(AIRFLOW_BIN)/python requirements-airflow.lock
+	$(BIN)/uv pip check --python $(AIRFLOW_BIN)/python
+	$(BIN)/uv pip install --python $(AIRFLOW_BIN)/python --no-deps -e .
+	touch $@
+
+airflow-install: $(AIRFLOW_VENV)/.installed
+
 up: install
 	$(BIN)/forestops up
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks dags
+	$(BIN)/ruff format --check src tests benchmarks dags
 
 typecheck: install
 	$(BIN)/mypy
@@ -29,10 +46,20 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# the DAG tests: Airflow's own pytest; they start the data API and the inference service from .venv
+airflow-test: install airflow-install
+	$(AIRFLOW_BIN)/pytest tests/airflow
+
+test: lint typecheck pytest airflow-test
 
 lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
+# requirements.lock (minus AIRFLOW_OWN_PINS) constrains the Airflow lock: run after `make lock`.
+lock-airflow: install
+	grep -vE '^($(shell echo $(AIRFLOW_OWN_PINS) | tr ' ' '|'))==' requirements.lock \
+	  | $(BIN)/uv pip compile deploy/airflow/requirements.in --constraint - --python-version 3.11 \
+	    --custom-compile-command "make lock-airflow" -o requirements-airflow.lock
+
 clean:
-	rm -rf $(VENV) .forestops .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) .forestops .pytest_cache .mypy_cache .ruff_cache

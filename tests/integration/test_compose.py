@@ -1,0 +1,303 @@
+"""deploy/docker-compose.yml, checked without a Docker engine (none runs here; CI builds the images).
+
+The Compose Specification's JSON schema checks the structure; the tests below check what the
+schema cannot: dependencies and healthchecks, secrets, published ports, and that every command a
+service of ours runs is a real entry point with options that parse.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import click
+import jsonschema
+import pytest
+
+from support.compose_file import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    ROOT,
+    MissingVariable,
+    generated_env,
+    interpolate,
+    load_compose,
+    own_services,
+    read_env_file,
+    references,
+    service_argv,
+)
+
+SCHEMA = ROOT.parent / "shared/schemas/compose-spec.json"
+
+# The original design's services, by our names (ORIGINAL_DESIGN.md, "Servicios incluidos"), and ours.
+EXPECTED_SERVICES = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-init",
+    "airflow-admin",
+    "redis",
+    "airflow-db",  # the original's `postgres` (Airflow metadata)
+    "app-db",  # the original's `db` (PostgreSQL 16, application data)
+    "mlflow",
+    "mlflow-migrate",
+    "mlflow-db",  # MySQL 8
+    "minio",
+    "minio-init",  # the original's `minio-create-buckets`
+    "app-db-migrate",
+    "inference",
+    "ui",  # the original's `streamlit`
+    "data-api",
+    "prometheus",
+    "grafana",
+}
+# Published ports per profile (None = always): the UIs and APIs a person opens, nothing else.
+PUBLISHED = {
+    None: {8080, 5000, 9001, 8000, 8501},
+    "monitoring": {9090, 3000},
+}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|(?<!ACCESS)_KEYS?$|TOKEN|REDISCLI_AUTH")
+URL_PASSWORD = re.compile(r"://[^:/@\s]*:(?P<password>\$\{[^}]*\}|[^@\s/]+)@")
+REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]*\}$")
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(SCHEMA.read_text())
+    jsonschema.Draft7Validator.check_schema(loaded)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_compose()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return generated_env(tmp_path_factory.mktemp("deploy"))
+
+
+@pytest.fixture(scope="module")
+def resolved(compose: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """The compose file as `docker compose config` would see it with a generated deploy/.env."""
+    resolved: dict[str, Any] = interpolate(compose, env)
+    return resolved
+
+
+def _conditions(service: dict[str, Any]) -> dict[str, str]:
+    depends_on = service.get("depends_on", {})
+    assert isinstance(depends_on, dict), "depends_on must name a condition for every dependency"
+    return {name: spec["condition"] for name, spec in depends_on.items()}
+
+
+def _one_shot(service: dict[str, Any]) -> bool:
+    return service.get("restart") == "no"
+
+
+def _walk_strings(value: Any, path: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [item for key, sub in value.items() for item in _walk_strings(sub, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [item for i, sub in enumerate(value) for item in _walk_strings(sub, f"{path}[{i}]")]
+    return [(path, value)] if isinstance(value, str) else []
+
+
+def _parse_click(group: Any, args: list[str]) -> list[str]:
+    """Parse argv down to its leaf command without running it (unknown names/options raise).
+
+    Duck-typed: Typer ships its own copy of click, MLflow uses click itself. Returns the command
+    path, e.g. ["db", "upgrade"].
+    """
+    ctx = group.context_class(group, info_name=group.name)
+    command, path = group, []
+    while hasattr(command, "get_command"):  # a group: descend into the named sub-command
+        name, *args = args
+        command = command.get_command(ctx, name)
+        assert command is not None, f"unknown command {name!r} after {[group.name, *path]}"
+        path.append(name)
+        if hasattr(command, "get_command"):
+            ctx = command.context_class(command, info_name=name, parent=ctx)
+    command.make_context(path[-1], list(args), parent=ctx)
+    return path
+
+
+def test_compose_file_validates_against_the_compose_specification(
+    schema: dict[str, Any], compose: dict[str, Any], resolved: dict[str, Any]
+) -> None:
+    jsonschema.Draft7Validator(schema).validate(compose)
+    jsonschema.Draft7Validator(schema).validate(resolved)
+
+
+def test_the_schema_check_catches_a_malformed_service(
+    schema: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    broken = {**compose, "services": {**compose["services"], "inference": {"helthcheck": {}}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(broken)
+
+
+def test_every_service_of_the_design_is_there(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == EXPECTED_SERVICES
+    profiles = {name: svc.get("profiles") for name, svc in compose["services"].items()}
+    assert profiles["data-api"] == ["offline"]
+    assert profiles["prometheus"] == profiles["grafana"] == ["monitoring"]
+
+
+def test_dependencies_exist_and_wait_for_health_or_completion(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for target, condition in _conditions(service).items():
+            assert target in services, f"{name} depends on unknown {target}"
+            assert not services[target].get("profiles") or services[target].get(
+                "profiles"
+            ) == service.get("profiles"), f"{name} depends on {target}, which is in a profile"
+            if _one_shot(services[target]):
+                assert condition == "service_completed_successfully", (name, target)
+            else:
+                assert condition == "service_healthy", (name, target)
+                assert "healthcheck" in services[target], f"{target} has dependants, no healthcheck"
+
+
+def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if _one_shot(service):
+            assert "healthcheck" not in service and "ports" not in service, name
+            continue
+        check = service.get("healthcheck")
+        assert check and check.get("test"), f"{name} has no healthcheck"
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_every_variable_is_documented_in_env_example(compose: dict[str, Any]) -> None:
+    documented = read_env_file(ENV_EXAMPLE)
+    used = {m.group("name") for _, text in _walk_strings(compose) for m in references(text)}
+    assert used - set(documented) == set(), "undocumented variables"
+    assert set(documented) - used - {"COMPOSE_PROFILES"} == set(), "unused variables"
+
+
+def test_secrets_only_come_from_env_and_must_be_set(compose: dict[str, Any]) -> None:
+    """No literal password, key or token anywhere; each one a `${VAR:?}` compose insists on."""
+    secret_variables: set[str] = set()
+
+    def check(where: str, value: str) -> None:
+        assert REQUIRED_REFERENCE.match(value), f"{where} is not a required ${{VAR:?}}: {value}"
+        secret_variables.add(value[2:].split(":", 1)[0])
+
+    for path, text in _walk_strings(compose):
+        if ".environment." in path and SECRET_NAME.search(path.rsplit(".", 1)[-1]):
+            check(path, text)
+        for match in URL_PASSWORD.finditer(text):
+            check(f"{path} (URL password)", match.group("password"))
+    for name, service in compose["services"].items():
+        command = service.get("command", [])
+        for option, value in itertools.pairwise(command):
+            if option in {"--password", "--requirepass"}:
+                check(f"{name} {option}", value)
+    # the committed example leaves exactly these empty, and init-env.sh fills them
+    example = read_env_file(ENV_EXAMPLE)
+    assert {name for name, value in example.items() if value == ""} == secret_variables
+    assert all(SECRET_NAME.search(name) for name in secret_variables), secret_variables
+
+
+def test_compose_refuses_to_start_without_the_secrets(compose: dict[str, Any]) -> None:
+    with pytest.raises(MissingVariable):
+        interpolate(compose, read_env_file(ENV_EXAMPLE))
+
+
+def test_init_env_fills_every_secret_and_never_overwrites(tmp_path: Path) -> None:
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    first, second = generated_env(first_dir), generated_env(second_dir)
+    assert all(first.values()), "an empty value survived init-env.sh"
+    assert first["APP_DB_PASSWORD"] != second["APP_DB_PASSWORD"], "secrets must be random"
+    assert len(base64.urlsafe_b64decode(first["AIRFLOW_FERNET_KEY"])) == 32  # a Fernet key
+
+    before = (first_dir / ".env").read_text()
+    again = subprocess.run(
+        ["sh", str(ROOT / "deploy/init-env.sh"), str(first_dir / ".env")], capture_output=True
+    )
+    assert again.returncode != 0
+    assert (first_dir / ".env").read_text() == before
+
+
+def test_only_the_documented_ui_and_api_ports_are_published(resolved: dict[str, Any]) -> None:
+    published: dict[str | None, set[int]] = {}
+    for name, service in resolved["services"].items():
+        profiles = service.get("profiles") or [None]
+        for port in service.get("ports", []):
+            address, host_port, container_port = str(port).split(":")
+            assert address == "127.0.0.1", f"{name}: bind address must default to loopback"
+            assert host_port == container_port, name
+            published.setdefault(profiles[0], set()).add(int(host_port))
+    assert published == PUBLISHED
+
+
+def test_every_image_is_pinned_or_built_from_our_dockerfiles(resolved: dict[str, Any]) -> None:
+    for name, service in resolved["services"].items():
+        if "build" in service:
+            build = service["build"]
+            context = (COMPOSE_FILE.parent / build["context"]).resolve()
+            assert context == ROOT, name
+            assert (context / build["dockerfile"]).is_file(), name
+            assert build["dockerfile"].startswith("deploy/docker/"), name
+        else:
+            image = service["image"]
+            assert re.search(r":[\w.-]+$", image) and not image.endswith(":latest"), name
+
+
+def test_our_services_run_forestops_mlflow_or_airflow_entry_points(compose: dict[str, Any]) -> None:
+    programs = {name: service_argv(svc)[0] for name, svc in own_services(compose).items()}
+    assert set(programs.values()) == {"forestops", "mlflow", "airflow"}, programs
+
+
+def test_every_forestops_command_parses_and_its_help_runs(resolved: dict[str, Any]) -> None:
+    """Each forestops argv in the compose file parses with the real CLI, options included."""
+    import typer
+
+    from forestops.cli import app
+
+    group = typer.main.get_command(app)
+    commands = {
+        name: argv[1:]
+        for name, svc in own_services(resolved).items()
+        if (argv := service_argv(svc))[0] == "forestops"
+    }
+    assert set(commands) == {"inference", "ui", "data-api", "app-db-migrate"}
+    for name, args in commands.items():
+        path = _parse_click(group, args)
+        result = subprocess.run(
+            [str(ROOT / ".venv/bin/forestops"), *path, "--help"], capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"{name}: forestops {' '.join(path)} --help\n{result.stderr}"
+
+
+def test_the_mlflow_commands_parse_and_upgrade_the_schema_first(resolved: dict[str, Any]) -> None:
+    from mlflow.cli import cli
+
+    services = resolved["services"]
+    migrate, server = service_argv(services["mlflow-migrate"]), service_argv(services["mlflow"])
+    assert _parse_click(cli, migrate[1:]) == ["db", "upgrade"]
+    assert _parse_click(cli, server[1:]) == ["server"]
+    assert _conditions(services["mlflow"])["mlflow-migrate"] == "service_completed_successfully"
+    assert migrate[3] == server[server.index("--backend-store-uri") + 1]
+    assert server[server.index("--workers") + 1] == "1"
+    assert "mlflow:5000" in server[server.index("--allowed-hosts") + 1].split(",")
+    assert "--serve-artifacts" in server
+
+
+def test_a_wrong_option_does_not_parse() -> None:
+    """The parse checks above can fail: a misspelt option is rejected."""
+    from mlflow.cli import cli
+
+    with pytest.raises(click.UsageError):
+        _parse_click(cli, ["server", "--worker", "1"])
