@@ -57,7 +57,9 @@ def check_csv(data: bytes) -> CsvCheck:
     canonical = [contract.canonical_column(str(name)) for name in frame.columns]
     repeated = sorted(name for name, count in Counter(canonical).items() if count > 1)
     allowed = {*contract.FEATURE_NAMES, contract.LABEL}
-    unknown = [str(raw) for raw, name in zip(frame.columns, canonical, strict=True) if name not in allowed]
+    unknown = [
+        str(raw) for raw, name in zip(frame.columns, canonical, strict=True) if name not in allowed
+    ]
     missing = [name for name in contract.FEATURE_NAMES if name not in canonical]
     if len(missing) == len(contract.FEATURE_NAMES):
         return CsvCheck(problem="no_features", missing=missing, unknown=unknown)

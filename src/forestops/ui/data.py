@@ -23,13 +23,10 @@ from sqlalchemy.engine import make_url
 from forestops import contract
 from forestops.store.database import get_engine, normalise_url
 from forestops.store.schema import forest_cover_samples, ingestion_batches, quarantined_rows
+from forestops.ui.errors import DatabaseNotReady
 
 SAMPLE_TTL_S = 300
 SUMMARY_TTL_S = 30
-
-
-class DatabaseNotReady(Exception):
-    """The database exists as a URL only: no file yet, or no schema (nothing ingested yet)."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +40,9 @@ class Overview:
 def _engine(url: str) -> Engine:
     parsed = make_url(normalise_url(url))
     path = parsed.database
-    if parsed.get_backend_name() == "sqlite" and path and path != ":memory:":
-        if not Path(path).exists():
-            raise DatabaseNotReady(f"no database file at {path}")
+    local = parsed.get_backend_name() == "sqlite" and path not in (None, "", ":memory:")
+    if local and not Path(str(path)).exists():
+        raise DatabaseNotReady(f"no database file at {path}")
     engine = get_engine(url)
     if not inspect(engine).has_table(forest_cover_samples.name):
         raise DatabaseNotReady("the schema is not created yet (forestops db upgrade)")
@@ -124,9 +121,7 @@ def reason_column(reason: str) -> str:
 @st.cache_data(ttl=SUMMARY_TTL_S, show_spinner=False)
 def quarantine_reasons(url: str, latest: int = 20_000) -> pd.DataFrame:
     """Counts of reason patterns over the latest quarantined rows, most frequent first."""
-    query = (
-        select(quarantined_rows.c.reasons).order_by(quarantined_rows.c.id.desc()).limit(latest)
-    )
+    query = select(quarantined_rows.c.reasons).order_by(quarantined_rows.c.id.desc()).limit(latest)
     counts: Counter[str] = Counter()
     with _engine(url).connect() as conn:
         for (reasons,) in conn.execute(query):

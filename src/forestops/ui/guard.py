@@ -14,10 +14,9 @@ from typing import Any, Literal
 
 import streamlit as st
 
-from forestops.ui.data import DatabaseNotReady
+from forestops.ui.errors import DatabaseNotReady, MlflowNotReady
 from forestops.ui.i18n import t
 from forestops.ui.inference import ApiError
-from forestops.ui.registry import MlflowNotReady
 
 log = logging.getLogger(__name__)
 

@@ -536,7 +536,7 @@ def feature_help(name: str) -> str:
 
 
 def category_label(feature: str, code: str) -> str:
-    """"C7745 · Como - Legault families complex..." (the ELU names are proper names: untranslated)."""
+    """ "C7745 · Como - Legault families complex..." (the ELU names are proper names: untranslated)."""
     for category in contract.CATEGORICAL_FEATURES[feature]:
         if category.code == code:
             return f"{code} · {category.label}"

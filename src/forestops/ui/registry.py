@@ -33,17 +33,10 @@ from forestops.modeling.tracking import (
     ServingModelRef,
     resolve_serving_model,
 )
+from forestops.ui.errors import MlflowNotReady, MlflowUnreachable
 
 TTL_S = 30
 CANDIDATE_METRICS = (PRIMARY_METRIC, "macro_f1", "fit_seconds")
-
-
-class MlflowNotReady(Exception):
-    """No tracking store yet (nothing trained): a state to explain, not a failure."""
-
-
-class MlflowUnreachable(ConnectionError):
-    """The tracking server does not answer its health check."""
 
 
 def _key(settings: Settings) -> tuple[object, ...]:
@@ -73,11 +66,11 @@ def client(settings: Settings) -> MlflowClient:
     elif scheme.startswith("sqlite"):
         path = make_url(uri).database
         if path and not Path(path).exists():
-            raise MlflowNotReady(f"no MLflow store at {path} (nothing trained yet)")
+            raise MlflowNotReady(f"no MLflow store at {path}")
     elif scheme in ("", "file"):
         path = urlparse(uri).path if scheme else uri
         if not Path(path).exists():
-            raise MlflowNotReady(f"no MLflow store at {path} (nothing trained yet)")
+            raise MlflowNotReady(f"no MLflow store at {path}")
     return MlflowClient(tracking_uri=uri)
 
 

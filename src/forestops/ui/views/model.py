@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -174,6 +173,12 @@ def render() -> None:
     st.title(t("model_title"))
     st.link_button(t("open_mlflow"), settings.mlflow_url, icon=":material/open_in_new:")
     served_version = _served(settings)
+    mlflow_ready = False
+    with guard("mlflow"):
+        registry.client(settings)
+        mlflow_ready = True
+    if not mlflow_ready:  # said once above, not once per section
+        return
     champion_run = _registry_champion(settings, served_version)
     training = _last_training(settings)
     runs = tuple(run for run in (champion_run, training and training.run_id) if run)

@@ -44,9 +44,7 @@ EXAMPLE_RECORDS: tuple[dict[str, Any], ...] = (
 def _answer(prediction: dict[str, Any], model_version: object) -> None:
     chosen = int(prediction["cover_type"])
     probabilities = prediction["probabilities"]
-    st.success(
-        t("predicted_as", name=class_label(chosen), id=chosen), icon=":material/forest:"
-    )
+    st.success(t("predicted_as", name=class_label(chosen), id=chosen), icon=":material/forest:")
     confidence, version = st.columns(2)
     confidence.metric(t("confidence"), f"{probabilities[chosen]:.1%}")
     version.metric(t("model_version"), str(model_version or "—"))
@@ -78,7 +76,7 @@ def _single(settings: Settings) -> None:
                 help=feature_help(name),
                 key=f"single_{name}",
             )
-        submitted = st.form_submit_button(t("predict_button"), type="primary")
+        submitted = st.form_submit_button(t("predict_button"), type="primary", key="single_predict")
     if submitted:
         st.session_state.pop("single_answer", None)
         with guard("api"):
@@ -175,7 +173,9 @@ def _csv_problem(check: CsvCheck) -> None:
 
 def _csv_result(result: bytes, labels: pd.Series | None, file_name: str) -> None:
     frame = pd.read_csv(io.BytesIO(result))
-    shown = with_class_names(frame.drop(columns=["cover_type_name"], errors="ignore"), "cover_type_pred")
+    shown = with_class_names(
+        frame.drop(columns=["cover_type_name"], errors="ignore"), "cover_type_pred"
+    )
     shown = shown.rename(columns={"class": t("cover_type")})
     if labels is not None:
         truth = pd.to_numeric(labels.reset_index(drop=True), errors="coerce")
@@ -233,9 +233,13 @@ def render() -> None:
     st.title(t("predict_title"))
     health = recent_health(settings)
     if not health.reachable:
-        st.warning(t("predict_api_down", url=settings.inference_api_url), icon=":material/cloud_off:")
+        st.warning(
+            t("predict_api_down", url=settings.inference_api_url), icon=":material/cloud_off:"
+        )
     elif not health.model_loaded:
-        st.warning(t("predict_no_model", detail=health.detail or ""), icon=":material/hourglass_empty:")
+        st.warning(
+            t("predict_no_model", detail=health.detail or ""), icon=":material/hourglass_empty:"
+        )
     single, batch, upload = st.tabs([t("tab_single"), t("tab_batch"), t("tab_csv")])
     with single:
         _single(settings)

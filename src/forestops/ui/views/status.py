@@ -8,6 +8,7 @@ from sqlalchemy.engine import make_url
 
 from forestops.config import Settings, get_settings
 from forestops.ui import data, registry
+from forestops.ui.errors import DatabaseNotReady, MlflowNotReady
 from forestops.ui.guard import summary
 from forestops.ui.i18n import language_selector, t
 from forestops.ui.inference import api_key, health
@@ -26,7 +27,9 @@ def _api(settings: Settings) -> None:
     if not state.reachable:
         st.error(t("check_api_down", detail=state.detail or ""), icon=":material/cloud_off:")
     elif state.status == "ok":
-        st.success(t("check_api_ok", version=state.model_version or "—"), icon=":material/check_circle:")
+        st.success(
+            t("check_api_ok", version=state.model_version or "—"), icon=":material/check_circle:"
+        )
     else:
         st.error(
             t("check_api_degraded", status=t(f"status_{state.status}"), detail=state.detail or ""),
@@ -37,7 +40,7 @@ def _api(settings: Settings) -> None:
 def _database(settings: Settings) -> None:
     try:
         overview = data.connectivity(settings.database_url)
-    except data.DatabaseNotReady as error:
+    except DatabaseNotReady as error:
         st.warning(t("check_db_empty", detail=str(error)), icon=":material/database:")
     except Exception as error:
         st.error(t("check_db_down", error=summary(error)), icon=":material/error:")
@@ -51,12 +54,14 @@ def _database(settings: Settings) -> None:
 def _mlflow(settings: Settings) -> None:
     try:
         runs, versions = registry.connectivity(settings)
-    except registry.MlflowNotReady as error:
+    except MlflowNotReady as error:
         st.warning(t("check_mlflow_empty", detail=str(error)), icon=":material/science:")
     except Exception as error:
         st.error(t("check_mlflow_down", error=summary(error)), icon=":material/error:")
     else:
-        st.success(t("check_mlflow_ok", runs=runs, versions=versions), icon=":material/check_circle:")
+        st.success(
+            t("check_mlflow_ok", runs=runs, versions=versions), icon=":material/check_circle:"
+        )
 
 
 def render() -> None:
