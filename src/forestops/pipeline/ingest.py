@@ -185,9 +185,10 @@ def _record_failure(settings: Settings, header: loader.BatchHeader, reason: str)
 
 
 def _one_line(error: SQLAlchemyError) -> str:
-    """The driver's message without SQLAlchemy's SQL echo and background links."""
+    """The driver's own first line, without SQLAlchemy's SQL echo or the server's context."""
     original = getattr(error, "orig", None) or error
-    return " ".join(str(original).split())[:500]
+    lines = str(original).strip().splitlines() or [type(original).__name__]
+    return lines[0][:500]
 
 
 _schema_lock = threading.Lock()

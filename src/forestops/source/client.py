@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tenacity import (
+    RetryCallState,
     Retrying,
-    before_sleep_log,
     retry_if_exception_type,
     stop_after_attempt,
     wait_random_exponential,
@@ -127,7 +127,7 @@ class SourceClient:
             stop=stop_after_attempt(self._retries),
             wait=wait_random_exponential(multiplier=0.5, max=self._backoff_max),
             retry=retry_if_exception_type((httpx.TransportError, _Transient)),
-            before_sleep=before_sleep_log(log, logging.WARNING),
+            before_sleep=self._log_retry,
             reraise=True,
         )
         try:
@@ -142,6 +142,18 @@ class SourceClient:
                 f"{type(error).__name__}: {error}"
             ) from error
         return response
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "data API %s: %s: %s (attempt %d of %d, next in %.1f s)",
+            self.base_url,
+            type(error).__name__,
+            error,
+            state.attempt_number,
+            self._retries,
+            state.upcoming_sleep,
+        )
 
     def close(self) -> None:
         self._http.close()

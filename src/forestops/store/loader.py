@@ -18,7 +18,8 @@ PostgreSQL loads through COPY (psycopg 3) into a temporary table, then one
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -26,6 +27,7 @@ from typing import Any, Final
 import pandas as pd
 from sqlalchemy import Connection, RowMapping, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from forestops import contract
 from forestops.store.schema import forest_cover_samples, ingestion_batches, quarantined_rows
@@ -174,7 +176,7 @@ def _copy_postgresql(connection: Connection, batch_id: int, unique: pd.DataFrame
     # The same psycopg connection, so the same transaction as everything else in the batch.
     driver = connection.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor:
+    with _sqlalchemy_errors(connection), driver.cursor() as cursor:
         cursor.execute(
             sql.SQL("CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
                 staging, columns, target
@@ -193,3 +195,26 @@ def _copy_postgresql(connection: Connection, batch_id: int, unique: pd.DataFrame
         inserted = cursor.rowcount
         cursor.execute(sql.SQL("DROP TABLE {}").format(staging))
     return inserted
+
+
+@contextmanager
+def _sqlalchemy_errors(connection: Connection) -> Iterator[None]:
+    """Raise what SQLAlchemy raises for its own statements, not psycopg's errors, and drop a
+    dead connection from the pool (SQLAlchemy does both itself only for statements it runs)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as error:
+        driver = connection.connection.dbapi_connection
+        invalidated = connection.dialect.is_disconnect(error, driver, None)  # type: ignore[arg-type]
+        if invalidated:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            psycopg.Error,
+            connection_invalidated=invalidated,
+            dialect=connection.dialect,
+        ) from error
