@@ -7,6 +7,7 @@ plus the MLflow UI and the web UI) runs in well under a minute.
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from support.forestops_up import UpProcess, tiny_stack_env, wait_http_ok, write_
 
 def one_unseen_record(dataset: Path) -> dict[str, object]:
     """A real row that is not in the slice the stack trains on."""
-    row = pd.read_csv(dataset, skiprows=range(1, 5000), nrows=1).iloc[0]
-    return {column: row[column].item() for column in row.index if column != "Cover_Type"}
+    frame = pd.read_csv(dataset, skiprows=range(1, 5000), nrows=1)
+    record: dict[str, object] = json.loads(frame.drop(columns="Cover_Type").iloc[0].to_json())
+    return record
 
 
 def test_up_serves_a_champion_and_stops_cleanly_on_sigterm(

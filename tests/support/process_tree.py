@@ -88,7 +88,7 @@ class TreeRecorder:
     def _sample(self) -> None:
         while not self._stop.is_set():
             for proc in descendants(self.root):
-                self.seen.setdefault((proc.pid, proc.started), proc)
+                self.seen[(proc.pid, proc.started)] = proc  # the latest command line (exec)
             self._stop.wait(self._interval)
 
     def matching(self, text: str) -> list[Proc]:

@@ -2,8 +2,10 @@
 
 The embedded scheduler runs every ingestion and training tick in a fresh child process (see
 `scheduler`): the same pipeline functions as `forestops ingest` / `forestops train`, plus a
-machine-readable outcome in RESULT_FILE for the scheduler's one-line status. An exception is
-logged with its traceback here and reported as the tick's reason; the exit code says the rest.
+machine-readable outcome in RESULT_FILE for the scheduler's one-line status. A failure becomes
+the tick's reason; an unexpected exception is also logged here with its traceback, while an
+unreachable or misbehaving data source (SourceError, retried already) needs no traceback: its
+message names the URL and the cause, and a source that stays down would repeat it every tick.
 
 SIGTERM (the supervisor's shutdown, after the grace period) is turned into KeyboardInterrupt so
 the job unwinds like Ctrl-C: the ingestion transaction rolls back, the MLflow run is closed.
@@ -22,6 +24,7 @@ from typing import Any
 
 from forestops.config import Settings, get_settings
 from forestops.logs import configure_logging
+from forestops.source.client import SourceError
 
 log = logging.getLogger("forestops.jobs")
 
@@ -30,7 +33,7 @@ def ingest(settings: Settings) -> dict[str, Any]:
     from forestops.pipeline.ingest import ingest_batch
 
     result = ingest_batch(settings)
-    return {"status": str(getattr(result, "status", "ok")), "summary": result.summary()}
+    return {"status": result.status, "summary": result.summary()}
 
 
 def train(settings: Settings) -> dict[str, Any]:
@@ -58,7 +61,8 @@ def main(argv: list[str]) -> int:
     try:
         outcome = JOBS[name](get_settings())
     except Exception as error:
-        log.exception("%s failed", name)
+        if not isinstance(error, SourceError):
+            log.exception("%s failed", name)
         outcome = {"status": "error", "error": f"{type(error).__name__}: {error}"}
     result_file.write_text(json.dumps(outcome))
     return 1 if outcome["status"] == "error" else 0
