@@ -2,8 +2,9 @@
 
 `ForestRecord` is built with `create_model` from `contract.NUMERIC_FEATURES` and
 `contract.CATEGORICAL_FEATURES`, so bounds, names, aliases and categories can never drift from
-what ingestion validates. Numbers are strict JSON integers: `2900.0`, `"2900"` and `true` are
-rejected (a JSON client can always send an integer; a CSV upload parses text instead). Categories
+what ingestion validates. Numbers are JSON integers in JSON Schema's sense: `2900` and `2900.0`
+are accepted, while `2900.5`, `"2900"`, `true` and `null` are rejected (a JSON client can always
+send a number; a CSV upload parses text instead). Categories
 accept the contract's canonical codes and aliases, case-insensitively, and validate to their
 ordinal code, which is what the model consumes.
 """
@@ -17,11 +18,13 @@ from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
     create_model,
 )
+from pydantic_core import PydanticCustomError
 
 from forestops import contract
 from forestops.modeling.package import input_example
@@ -46,11 +49,20 @@ def _category_field(feature: str, course_name: str) -> tuple[Any, Any]:
     )
 
 
+def _json_number(value: object) -> object:
+    """Lax int parsing minus its text and boolean coercions: numbers only."""
+    if isinstance(value, str | bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+_Integer = Annotated[int, BeforeValidator(_json_number)]
+
+
 def _numeric_field(spec: contract.NumericFeature) -> tuple[Any, Any]:
     return (
-        int,
+        _Integer,
         Field(
-            strict=True,
             ge=spec.minimum,
             le=spec.maximum,
             validation_alias=AliasChoices(spec.name, spec.course_name),
