@@ -131,6 +131,22 @@ def _echo_result(payload: dict[str, object], summary: str, as_json: bool) -> Non
 
 # --- inference service --------------------------------------------------------------------------
 
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 in a container)."),
+    port: int = typer.Option(8000, help="TCP port."),
+) -> None:
+    """Serve the champion over HTTP (/predict, /health, /metadata, /reload, /metrics)."""
+    import uvicorn
+
+    from forestops.serving.app import create_app
+
+    settings = get_settings()
+    settings.ensure_home()
+    uvicorn.run(create_app(settings), host=host, port=port, workers=1, access_log=False)
+
+
 # --- embedded stack, UI, monitoring -------------------------------------------------------------
 
 
