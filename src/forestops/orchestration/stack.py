@@ -68,6 +68,21 @@ def prepare_stores(settings: Settings) -> None:
         MlflowClient(tracking_uri=settings.mlflow_tracking_uri).search_experiments(max_results=1)
 
 
+def builtin_source_settings(settings: Settings) -> Settings:
+    """The built-in data API's settings under `up`: a batch window of half the ingestion interval
+    unless MIN_UPDATE_TIME_S is set.
+
+    The API moves to the next batch on the first call after its window has passed. With a window
+    equal to the interval (300 s both, the course's values), a tick that fetches a second
+    earlier than the last one (child start-up time varies) gets the same batch again, so about
+    half the ticks would bring only duplicates. Half the interval gives every tick the next
+    batch, and never skips one: the API advances at most one batch per call.
+    """
+    if "min_update_time_s" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"min_update_time_s": settings.ingest_interval_s / 2})
+
+
 def _is_database_uri(uri: str) -> bool:
     return urlparse(uri).scheme.split("+")[0] in _DATABASE_SCHEMES
 
@@ -141,7 +156,7 @@ class EmbeddedStack:
         if not settings.source_api_base_url:
             from forestops.source.server import serve_builtin
 
-            self._serve(serve_builtin(settings))
+            self._serve(serve_builtin(builtin_source_settings(settings)))
         env = self._child_env()
         if self._local_mlflow:
             self._spawn(self._mlflow_ui(env))
@@ -218,7 +233,10 @@ class EmbeddedStack:
 
     def _print_banner(self) -> None:
         settings = self.settings
-        source = "" if settings.source_api_base_url else "  (built-in)"
+        window = builtin_source_settings(settings).min_update_time_s
+        source = (
+            "" if settings.source_api_base_url else f"  (built-in, next batch after {window:g} s)"
+        )
         lines = [
             "forestops is up; Ctrl-C stops everything",
             f"  data API       {self.data_api_url}{source}",
