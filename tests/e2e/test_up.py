@@ -41,7 +41,7 @@ def test_up_serves_a_champion_and_stops_cleanly_on_sigterm(
 
         up.wait_for(r"forestops\.scheduler: ingest \w+ \([\d.]+ s\): ", timeout=120)
         up.wait_for(r"forestops\.scheduler: train trained \([\d.]+ s\): trained on", timeout=180)
-        up.wait_for(r"inference serves model version 1", timeout=60)
+        up.wait_for(r"inference now serves model version 1", timeout=60)
 
         health = httpx.get(f"{inference}/health", timeout=10)
         assert health.status_code == 200 and health.json()["model_version"] == "1"

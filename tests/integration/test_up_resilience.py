@@ -59,7 +59,7 @@ def test_failing_and_crashing_jobs_do_not_stop_the_others(
         # Still no champion: the next ingestion tick retries the training, which succeeds.
         up.wait_for(r"train trained \([\d.]+ s\): trained on", timeout=180)
         inference = up.url("INFERENCE_PORT")
-        up.wait_for(r"inference serves model version 1", timeout=60)
+        up.wait_for(r"inference now serves model version 1", timeout=60)
         assert httpx.get(f"{inference}/health", timeout=10).status_code == 200
         assert up.process.poll() is None
 

@@ -20,8 +20,6 @@ import threading
 from types import FrameType
 from urllib.parse import urlparse
 
-import httpx
-
 from forestops.config import Settings
 from forestops.orchestration.scheduler import EmbeddedScheduler, JobRunner
 from forestops.orchestration.services import Service
@@ -217,19 +215,14 @@ class EmbeddedStack:
 
     def _reload(self) -> None:
         """Serve the new champion now rather than at the service's next poll."""
-        admin = self.settings.admin_api_key
-        headers = {"X-API-Key": admin.get_secret_value()} if admin else {}
+        from forestops.pipeline.notify_inference import ReloadRefused, request_reload
+
         try:
-            response = httpx.post(f"{self.inference_url}/reload", headers=headers, timeout=120)
-            response.raise_for_status()
-        except httpx.HTTPError as error:
-            log.warning(
-                "inference did not reload the new champion (%s); it polls every %.0f s",
-                error,
-                self.settings.model_poll_interval_s,
+            request_reload(
+                self.settings.model_copy(update={"inference_api_url": self.inference_url})
             )
-        else:
-            log.info("inference serves model version %s", response.json().get("model_version"))
+        except ReloadRefused as error:  # logged; the old model keeps serving, the ticks go on
+            log.error("%s", error)
 
     def _print_banner(self) -> None:
         settings = self.settings
