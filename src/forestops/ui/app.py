@@ -24,7 +24,7 @@ PAGES = (
 
 
 def main() -> None:
-    st.set_page_config(page_title="forestops", page_icon="🌲", layout="wide")
+    st.set_page_config(page_title="forestops", page_icon=":material/forest:", layout="wide")
     pages = [
         st.Page(VIEWS / f"{name}.py", title=t(title), icon=icon, default=name == "home")
         for name, title, icon in PAGES

@@ -38,6 +38,12 @@ class CsvCheck:
         return self.problem is None
 
 
+def delimiter(text: str) -> str:
+    """ ";" when the header says so (what European spreadsheets save), as the API decides it."""
+    header = text.split("\n", 1)[0]
+    return ";" if header.count(";") > header.count(",") else ","
+
+
 def check_csv(data: bytes) -> CsvCheck:
     try:
         text = data.decode("utf-8-sig")
@@ -47,12 +53,20 @@ def check_csv(data: bytes) -> CsvCheck:
         return CsvCheck(problem="not_text", error="NUL bytes: a binary file")
     if not text.strip():
         return CsvCheck(problem="empty")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter(text))
+    rows: list[list[str]] = []
     try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True
-        )
-    except (pd.errors.ParserError, csv.Error, ValueError) as error:
-        return CsvCheck(problem="unreadable", error=str(error).strip().splitlines()[0])
+        header = [cell.strip() for cell in next(reader)]
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                error = f"line {reader.line_num}: {len(row)} fields, the header has {len(header)}"
+                return CsvCheck(problem="unreadable", error=error)
+            rows.append([cell.strip() for cell in row])
+    except csv.Error as error:
+        return CsvCheck(problem="unreadable", error=str(error))
+    frame = pd.DataFrame(rows, columns=header, dtype=str)
 
     canonical = [contract.canonical_column(str(name)) for name in frame.columns]
     repeated = sorted(name for name, count in Counter(canonical).items() if count > 1)

@@ -95,7 +95,6 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     "status_unreachable": {"en": "down", "es": "caída"},
     "down": {"en": "down", "es": "caída"},
     # --- home ----------------------------------------------------------------------------------
-    "home_title": {"en": "🌲 forestops", "es": "🌲 forestops"},
     "home_intro": {
         "en": "forestops collects cartographic data of forest plots in batches, keeps every row "
         "with its lineage, trains and compares models, promotes a champion only when it beats "
@@ -248,6 +247,8 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
         "es": "Filas por lote a lo largo del tiempo",
     },
     "fetched_at": {"en": "Fetched at", "es": "Recibido el"},
+    "batch_number": {"en": "Batch number", "es": "Número de lote"},
+    "batch_id": {"en": "Batch id", "es": "Id del lote"},
     "cumulative_rows": {"en": "Rows stored (cumulative)", "es": "Filas guardadas (acumulado)"},
     "outcome_inserted": {"en": "inserted", "es": "insertadas"},
     "outcome_duplicates": {"en": "duplicates", "es": "duplicadas"},

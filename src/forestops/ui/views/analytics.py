@@ -18,7 +18,8 @@ from forestops.ui.guard import guard
 from forestops.ui.i18n import feature_label, t
 
 SAMPLE_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
-LAYOUT = {"height": 380, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
+MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+LAYOUT = {"height": 380, "margin": MARGIN}
 
 
 def _class_distribution(url: str) -> None:
@@ -57,7 +58,13 @@ def _batches(url: str) -> None:
         color="outcome",
         hover_data={"batch_number": True, "id": True},
         title=t("rows_per_batch"),
-        labels={"fetched_at": t("fetched_at"), "rows": t("rows"), "outcome": ""},
+        labels={
+            "fetched_at": t("fetched_at"),
+            "rows": t("rows"),
+            "outcome": "",
+            "batch_number": t("batch_number"),
+            "id": t("batch_id"),
+        },
         color_discrete_sequence=["#2e7d32", "#9e9e9e", "#c62828"],
     )
     figure.add_scatter(
@@ -70,8 +77,11 @@ def _batches(url: str) -> None:
     )
     figure.update_layout(
         yaxis2={"overlaying": "y", "side": "right", "title": t("cumulative_rows")},
-        legend={"orientation": "h", "y": -0.2},
-        **LAYOUT,
+        yaxis2_rangemode="tozero",
+        xaxis_title_text="",
+        legend={"orientation": "h", "y": -0.25},
+        height=LAYOUT["height"],
+        margin={**MARGIN, "b": 60},
     )
     st.plotly_chart(figure, key="rows_per_batch")
 
@@ -115,7 +125,11 @@ def _scatter(sample: pd.DataFrame) -> None:
         opacity=0.6,
         render_mode="webgl",
         title=t("elevation_vs", feature=feature_label(feature)),
-        labels={feature: feature_label(feature), "elevation": feature_label("elevation")},
+        labels={
+            feature: feature_label(feature),
+            "elevation": feature_label("elevation"),
+            "class": t("cover_type"),
+        },
     )
     figure.update_traces(marker={"size": 4})
     figure.update_layout(**LAYOUT)
@@ -136,7 +150,7 @@ def _correlation(sample: pd.DataFrame) -> None:
         title=t("correlation"),
         aspect="auto",
     )
-    figure.update_layout(height=520, margin=LAYOUT["margin"])
+    figure.update_layout(height=520, margin=MARGIN)
     st.plotly_chart(figure, key="correlation")
 
 

@@ -62,7 +62,7 @@ def _cover_types() -> None:
 
 
 def render() -> None:
-    st.title(t("home_title"))
+    st.title(":material/forest: forestops")
     st.markdown(t("home_intro"))
     _data_figures(get_settings().database_url)
     _model_figures()

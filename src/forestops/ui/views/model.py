@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -19,7 +20,7 @@ from forestops.ui.inference import recent_health, recent_metadata
 def _metrics_row(metrics: dict[str, Any]) -> None:
     shown = [name for name in ("accuracy", "macro_f1") if metrics.get(name) is not None]
     for column, name in zip(st.columns(max(len(shown), 1)), shown, strict=False):
-        column.metric(t(name), f"{float(metrics[name]):.2%}")
+        column.metric(t(name), f"{float(metrics[name]):.1%}")
 
 
 def _served(settings: Settings) -> str | None:
@@ -34,7 +35,8 @@ def _served(settings: Settings) -> str | None:
         name.metric(t("model_name"), served.get("model_name") or "—")
         version.metric(t("model_version"), str(served.get("model_version") or "—"))
         alias.metric(t("alias"), served.get("alias") or "—")
-        trained.metric(t("trained_at"), str(served.get("trained_at") or "—")[:16])
+        when = served.get("trained_at")
+        trained.metric(t("trained_at"), f"{pd.Timestamp(when):%Y-%m-%d %H:%M}" if when else "—")
         _metrics_row(served.get("metrics") or {})
         with st.expander(t("details")):
             st.json(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -72,7 +73,7 @@ def _single(settings: Settings) -> None:
                 feature_label(name),
                 codes,
                 index=codes.index(DEFAULT_RECORD[name]),
-                format_func=lambda code, name=name: category_label(name, code),
+                format_func=partial(category_label, name),
                 help=feature_help(name),
                 key=f"single_{name}",
             )

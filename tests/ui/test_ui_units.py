@@ -1,0 +1,136 @@
+"""The UI's plain functions: CSV checks, the one dictionary, quarantine reason grouping, the
+Streamlit command line."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+import forestops.ui
+from forestops import contract
+from forestops.ui.csv_input import EXAMPLE_CSV, check_csv
+from forestops.ui.data import reason_column, reason_pattern
+from forestops.ui.i18n import LANGUAGES, TEXT
+from forestops.ui.launch import streamlit_command
+
+UI_SOURCES = sorted(Path(forestops.ui.__file__).parent.rglob("*.py"))
+COURSE_HEADER = ",".join(
+    [f.course_name for f in contract.NUMERIC_FEATURES] + ["Wilderness_Area", "Soil_Type"]
+)
+
+
+def test_the_design_example_passes_as_is() -> None:
+    check = check_csv(EXAMPLE_CSV.encode())
+    assert check.ok and check.features is not None
+    assert list(check.features.columns) == list(contract.FEATURE_NAMES)
+    assert check.features.iloc[0].tolist() == EXAMPLE_CSV.splitlines()[1].split(",")
+    assert check.labels is None
+
+
+def test_course_header_bom_semicolons_and_labels_are_accepted() -> None:
+    text = (
+        "\ufeff"
+        + COURSE_HEADER
+        + ",Cover_Type\n2596,51,3,258,0,510,211,232,148,6279,Rawah,C7745,4\n"
+    )
+    check = check_csv(text.replace(",", ";").encode())
+    assert check.ok and check.features is not None and check.labels is not None
+    assert list(check.features.columns) == list(contract.FEATURE_NAMES)
+    assert check.labels.tolist() == ["4"]
+
+
+@pytest.mark.parametrize(
+    ("data", "problem", "detail"),
+    [
+        (b"elevation,aspect\n1,2\n", "columns", {"missing": list(contract.FEATURE_NAMES[2:])}),
+        (
+            EXAMPLE_CSV.replace("slope", "slope,notes").replace(",3,", ",3,x,").encode(),
+            "columns",
+            {"unknown": ["notes"]},
+        ),
+        (
+            EXAMPLE_CSV.replace("elevation", "elevation,Elevation")
+            .replace("2596", "2596,2596")
+            .encode(),
+            "columns",
+            {"repeated": ["elevation"]},
+        ),
+        (b"name,age\nada,36\n", "no_features", {}),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not_text", {}),
+        (b"\xff\xfe\xfa", "not_text", {}),
+        (b"  \n\n", "empty", {}),
+        ((",".join(contract.FEATURE_NAMES) + "\n").encode(), "empty", {}),
+        (
+            (",".join(contract.FEATURE_NAMES) + "\n" + ",".join(["1"] * 14) + "\n").encode(),
+            "unreadable",
+            {},
+        ),
+    ],
+)
+def test_bad_files_are_named_precisely(
+    data: bytes, problem: str, detail: dict[str, list[str]]
+) -> None:
+    check = check_csv(data)
+    assert check.problem == problem
+    for field, expected in detail.items():
+        assert getattr(check, field) == expected
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def test_every_text_exists_in_both_languages_with_the_same_placeholders() -> None:
+    for key, versions in TEXT.items():
+        assert set(versions) == set(LANGUAGES), key
+        assert all(text.strip() for text in versions.values()), key
+        assert _placeholders(versions["en"]) == _placeholders(versions["es"]), key
+
+
+def test_every_key_the_pages_ask_for_exists_and_every_entry_is_used() -> None:
+    source = "\n".join(path.read_text() for path in UI_SOURCES)
+    literal = set(re.findall(r"\bt\(\s*\"([^\"]+)\"", source))
+    assert literal <= set(TEXT), literal - set(TEXT)
+    # Keys built at run time: one family per f-string in the pages.
+    dynamic = re.findall(r"\bt\(\s*f\"([^{\"]*)\{", source)
+    families = [*dynamic, "feature.", "help.", "unit.", "cover."]
+    suffix_families = ["_failed"]  # t(f"{source}_failed")
+    unused = {
+        key
+        for key in TEXT
+        if key not in literal
+        and not any(key.startswith(prefix) for prefix in families if prefix)
+        and not any(key.endswith(suffix) for suffix in suffix_families)
+        and f'"{key}"' not in source  # keys passed around as data, e.g. metric names
+    }
+    assert not unused, unused
+    for feature in contract.FEATURE_NAMES:
+        assert f"feature.{feature}" in TEXT and f"help.{feature}" in TEXT
+    assert all(f"unit.{f.unit}" in TEXT for f in contract.NUMERIC_FEATURES)
+    assert all(f"cover.{c.id}" in TEXT for c in contract.COVER_TYPES)
+
+
+def test_quarantine_reasons_group_by_pattern_and_column() -> None:
+    assert reason_pattern("elevation=99999 outside [0, 5000] m") == "elevation=# outside [#, #] m"
+    assert reason_pattern({"reason": "slope=91 outside [0, 90] degrees"}).startswith("slope=#")
+    assert reason_column("elevation=# outside [#, #] m") == "elevation"
+    assert reason_column("unknown soil_type 'C#'; accepted: C#, C#") == "soil_type"
+    assert reason_column("horizontal_distance_to_roadways must be an integer") == (
+        "horizontal_distance_to_roadways"
+    )
+    assert reason_column("row has 12 fields, expected 13") == ""
+
+
+def test_the_streamlit_command_is_headless_private_and_on_the_given_port() -> None:
+    command = streamlit_command(8765, "0.0.0.0")
+    assert command[1:4] == ["-m", "streamlit", "run"]
+    assert Path(command[4]) == Path(forestops.ui.__file__).with_name("app.py")
+    flags = dict(flag.removeprefix("--").split("=", 1) for flag in command[5:])
+    assert flags["server.headless"] == "true"
+    assert flags["browser.gatherUsageStats"] == "false"
+    assert flags["server.port"] == "8765"
+    assert flags["server.address"] == "0.0.0.0"
+    assert flags["client.showErrorDetails"] == "none"
