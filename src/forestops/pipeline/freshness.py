@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlflow.tracking import MlflowClient
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from forestops.config import Settings
 from forestops.modeling.tracking import TAG_KIND
@@ -50,7 +50,10 @@ def check_new_data(settings: Settings) -> Freshness:
 
 
 def newest_curated_batch_id(settings: Settings) -> int | None:
+    """None also before the first ingestion created the schema (a read needs no migration)."""
     with get_engine(settings.database_url).connect() as conn:
+        if not inspect(conn).has_table(forest_cover_samples.name):
+            return None
         newest = conn.execute(select(func.max(forest_cover_samples.c.batch_id))).scalar()
     return None if newest is None else int(newest)
 
