@@ -7,7 +7,7 @@ Deduplication is by `content_hash`: the MD5 of the canonical values, label inclu
 `|` in contract order (e.g. `2596|51|3|258|0|510|221|232|148|6279|Rawah|C7745|4`). MD5 because
 it fits the 32-character column, is fast, and PostgreSQL and MySQL can recompute it in SQL
 (`md5(concat_ws('|', ...))`) for ad-hoc checks; it is a dedup key, not a security measure.
-Rows repeated inside one payload are dropped before loading, rows already stored are skipped by
+Rows already stored and rows repeated inside one payload are both skipped by
 `ON CONFLICT (content_hash) DO NOTHING`, which also keeps two concurrent loaders from
 duplicating a row.
 
@@ -67,7 +67,15 @@ class BatchCounts:
 
 def content_hashes(samples: pd.DataFrame) -> list[str]:
     """The dedup key of each canonical row (see the module docstring for the definition)."""
-    columns = [samples[name].tolist() for name in contract.COLUMNS]
+    return _hashes(_column_lists(samples))
+
+
+def _column_lists(samples: pd.DataFrame) -> list[list[Any]]:
+    """Plain Python values per contract column: what hashing, COPY and executemany all want."""
+    return [samples[name].tolist() for name in contract.COLUMNS]
+
+
+def _hashes(columns: list[list[Any]]) -> list[str]:
     return [
         hashlib.md5((_HASH_FORMAT % row).encode(), usedforsecurity=False).hexdigest()
         for row in zip(*columns, strict=True)
@@ -151,23 +159,25 @@ def _insert_quarantine(
 
 
 def _insert_samples(connection: Connection, batch_id: int, samples: pd.DataFrame) -> int:
-    """Insert the rows not stored yet; how many were inserted."""
+    """Insert the rows not stored yet; how many were inserted. Repeats inside `samples` are
+    skipped by the same ON CONFLICT clause as rows stored earlier."""
     if samples.empty:
         return 0
-    unique = samples.assign(content_hash=content_hashes(samples)).drop_duplicates("content_hash")
+    columns = _column_lists(samples)
+    rows = zip(_hashes(columns), *columns, strict=True)
     dialect = connection.dialect.name
     if dialect == "postgresql":
-        return _copy_postgresql(connection, batch_id, unique)
+        return _copy_postgresql(connection, batch_id, rows)
     if dialect == "sqlite":
         statement = sqlite_insert(forest_cover_samples).on_conflict_do_nothing(
             index_elements=["content_hash"]
         )
-        records = unique.loc[:, list(_LOAD_COLUMNS)].assign(batch_id=batch_id).to_dict("records")
+        records = [dict(zip(_LOAD_COLUMNS, row, strict=True), batch_id=batch_id) for row in rows]
         return int(connection.execute(statement, records).rowcount)
     raise NotImplementedError(f"bulk loading into {dialect} is not supported (SQLite, PostgreSQL)")
 
 
-def _copy_postgresql(connection: Connection, batch_id: int, unique: pd.DataFrame) -> int:
+def _copy_postgresql(connection: Connection, batch_id: int, rows: Iterable[tuple[Any, ...]]) -> int:
     from psycopg import sql
 
     target = sql.Identifier(forest_cover_samples.name)
@@ -183,7 +193,7 @@ def _copy_postgresql(connection: Connection, batch_id: int, unique: pd.DataFrame
             )
         )
         with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)) as copy:
-            for row in zip(*(unique[name].tolist() for name in _LOAD_COLUMNS), strict=True):
+            for row in rows:
                 copy.write_row(row)
         cursor.execute(
             sql.SQL(

@@ -1,0 +1,126 @@
+"""Bulk loading into PostgreSQL: forestops' loader against a naive `pandas.DataFrame.to_sql`.
+
+    .venv/bin/python benchmarks/ingest_bench.py [--rows 300000] [--repeat 3]
+
+Every run loads the same canonical rows of the shared data set into a fresh database with the
+real schema (Alembic head: unique content hash, batch foreign key, indexes):
+- forestops: `store.loader.write_batch` (content hashes, COPY into a temporary table,
+  INSERT ... SELECT ... ON CONFLICT DO NOTHING), inside one transaction;
+- to_sql, same table: `DataFrame.to_sql(..., if_exists="append")` with pandas' defaults into the
+  same table (it needs the same content hash and batch id columns, computed the same way);
+- to_sql, bare table: `DataFrame.to_sql` into a new table pandas creates itself (no key, no
+  index, no dedup: less work than either of the above), for scale.
+The best of `--repeat` runs counts (the machine is shared, noise only ever adds time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+from sqlalchemy import func, insert, select
+
+from forestops.source.dataset import read_dataset
+from forestops.store.database import get_engine, upgrade
+from forestops.store.loader import BatchHeader, content_hashes, write_batch
+from forestops.store.schema import forest_cover_samples, ingestion_batches
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = Path(os.environ.get("FORESTOPS_DATASET", ROOT.parent / "shared/data/covertype.csv.gz"))
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def forestops_loader(url: str, frame: pd.DataFrame) -> None:
+    header = BatchHeader("benchmark", 1, 1, datetime.now(UTC), None, None)
+    with get_engine(url).begin() as connection:
+        _, counts = write_batch(connection, header, frame, [])
+    assert counts.inserted == len(frame), counts
+
+
+def to_sql_same_table(url: str, frame: pd.DataFrame) -> None:
+    engine = get_engine(url)
+    with engine.begin() as connection:
+        batch_id = connection.execute(
+            insert(ingestion_batches)
+            .values(
+                source="benchmark",
+                group_number=1,
+                fetched_at=datetime.now(UTC),
+                status="loaded",
+                received=0,
+                inserted=0,
+                duplicates=0,
+                quarantined=0,
+            )
+            .returning(ingestion_batches.c.id)
+        ).scalar_one()
+    rows = frame.assign(content_hash=content_hashes(frame), batch_id=batch_id)
+    rows.to_sql(forest_cover_samples.name, engine, if_exists="append", index=False)
+    with engine.connect() as connection:
+        stored = connection.execute(select(func.count()).select_from(forest_cover_samples))
+        assert stored.scalar_one() == len(frame)
+
+
+def to_sql_bare_table(url: str, frame: pd.DataFrame) -> None:
+    frame.to_sql("naive_samples", get_engine(url), index=False)
+
+
+METHODS: dict[str, Callable[[str, pd.DataFrame], None]] = {
+    "forestops loader (COPY + INSERT ON CONFLICT)": forestops_loader,
+    "pandas to_sql, same table": to_sql_same_table,
+    "pandas to_sql, bare new table": to_sql_bare_table,
+}
+
+
+def timed_run(method: Callable[[str, pd.DataFrame], None], frame: pd.DataFrame) -> float:
+    name = f"forestops_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        upgrade(url)
+        started = time.perf_counter()
+        method(url, frame)
+        return time.perf_counter() - started
+    finally:
+        get_engine(url).dispose()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    args = parser.parse_args()
+
+    frame = read_dataset(args.dataset, nrows=args.rows)
+    with psycopg.connect(ADMIN_URL) as admin:
+        server = admin.execute("SHOW server_version").fetchone()
+    print(f"{len(frame):,} rows of {args.dataset.name}, PostgreSQL {server and server[0]}")
+    print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}")
+    times: dict[str, list[float]] = {name: [] for name in METHODS}
+    for _ in range(args.repeat):  # interleaved, so load changes hit every method alike
+        for name, method in METHODS.items():
+            times[name].append(timed_run(method, frame))
+
+    print("\n| method | best s | median s | rows/s (best) |\n|---|---:|---:|---:|")
+    for name, runs in times.items():
+        best = min(runs)
+        print(f"| {name} | {best:.2f} | {statistics.median(runs):.2f} | {len(frame) / best:,.0f} |")
+    ours, same, bare = (min(runs) for runs in times.values())
+    print(f"\nspeed-up vs to_sql into the same table: {same / ours:.1f}x")
+    print(f"speed-up vs to_sql into a bare table:   {bare / ours:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
