@@ -11,13 +11,40 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import insert
 
 from forestops import contract
 from forestops.config import Settings
+from forestops.modeling.candidates import stratified_split
 from forestops.store.database import get_engine, upgrade
+from forestops.store.reads import training_frame
 from forestops.store.schema import forest_cover_samples, ingestion_batches
+
+TINY = {
+    "svc_max_rows": 400,
+    "logreg_max_rows": 1000,
+    "random_forest_trees": 5,
+    "random_forest_max_rows": 1000,
+    "lightgbm_max_rounds": 40,
+    "lightgbm_num_leaves": 31,
+    "train_n_jobs": 1,
+}
+
+
+def tiny(settings: Settings, **overrides: object) -> Settings:
+    return settings.model_copy(update={**TINY, **overrides})
+
+
+def eval_split(settings: Settings) -> tuple[pd.DataFrame, np.ndarray]:
+    """The evaluation rows a training job on the current store uses (same seed, same order)."""
+    frame = training_frame(settings).frame
+    labels = frame[contract.LABEL].to_numpy()
+    _, rows = stratified_split(
+        labels, round(len(labels) * settings.train_eval_fraction), settings.train_seed
+    )
+    return frame.loc[rows, list(contract.FEATURE_NAMES)], labels[rows]
 
 
 def course_rows(dataset: Path, rows: int, skip: int = 0) -> pd.DataFrame:

@@ -39,12 +39,17 @@ def stratified_split(
     """
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    held: list[np.ndarray] = []
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        share = round(len(members) * holdout_size / len(labels))
-        take = min(max(share, 1), len(members) - 1)
-        held.append(rng.choice(members, size=take, replace=False))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * holdout_size / len(labels)
+    takes = np.floor(exact).astype(np.int64)
+    # Largest remainders get the rows rounding left over, so the holdout has exactly the size.
+    leftover = int(holdout_size - takes.sum())
+    takes[np.argsort(takes - exact)[:leftover]] += 1
+    takes = np.minimum(np.maximum(takes, 1), counts - 1)
+    held = [
+        rng.choice(np.flatnonzero(labels == cls), size=take, replace=False)
+        for cls, take in zip(classes, takes, strict=True)
+    ]
     holdout = np.sort(np.concatenate(held))
     rest = np.setdiff1d(np.arange(len(labels)), holdout, assume_unique=True)
     return rest, holdout

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from forestops import contract
 from forestops.config import Settings
@@ -65,6 +65,9 @@ def training_frame(settings: Settings) -> TrainingData:
         samples.content_hash, samples.batch_id, *(samples[name] for name in contract.COLUMNS)
     ).order_by(samples.content_hash)
     with get_engine(settings.database_url).connect() as conn, conn.begin():
+        if not inspect(conn).has_table(forest_cover_samples.name):  # nothing ingested yet
+            empty = pd.DataFrame(columns=["content_hash", "batch_id", *contract.COLUMNS])
+            return TrainingData(empty.loc[:, list(contract.COLUMNS)], _lineage(empty, None))
         latest_batch_id = conn.execute(select(func.max(ingestion_batches.c.id))).scalar()
         frame = pd.read_sql(query, conn)
     return TrainingData(

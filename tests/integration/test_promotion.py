@@ -1,0 +1,130 @@
+"""The promotion gate on the embedded registry: the champion moves only for a better model.
+
+Strength is set through settings: LightGBM on all rows is the strong model, logistic regression
+on 100 rows the weak one. The champion is re-scored on the new job's evaluation rows, so its
+score tag must equal the old model's accuracy on THOSE rows (checked independently here).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from forestops import contract
+from forestops.config import Settings
+from forestops.modeling.tracking import TAG_CHALLENGER_SCORE, TAG_CHAMPION_SCORE, TAG_DECISION
+from forestops.pipeline import promote
+from forestops.pipeline.status import read_latest_model
+from forestops.pipeline.train import train
+from support.training_data import course_rows, eval_split, seed_samples, tiny
+
+STRONG = {"train_candidates": ("lightgbm",)}
+WEAK = {"train_candidates": ("logistic_regression",), "logreg_max_rows": 100}
+
+
+def champion_version(settings: Settings) -> str:
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    return str(client.get_model_version_by_alias(settings.model_name, "champion").version)
+
+
+def version_tags(settings: Settings, version: str) -> dict[str, str]:
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    return client.get_model_version(settings.model_name, version).tags
+
+
+def accuracy_of(settings: Settings, version: str) -> float:
+    """A registered version's accuracy on the current store's evaluation rows."""
+    features, labels = eval_split(settings)
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+    return float(np.mean(model.predict(features)[contract.LABEL].to_numpy() == labels))
+
+
+def test_weaker_model_after_a_strong_one_leaves_the_champion(
+    settings: Settings, dataset_path: Path
+) -> None:
+    seed_samples(settings, course_rows(dataset_path, 2500))
+    strong = train(tiny(settings, **STRONG))
+    assert (strong.model_version, strong.decision) == ("1", "promoted")
+    # New data between the jobs: the evaluation rows change, and the champion is re-scored on them.
+    seed_samples(settings, course_rows(dataset_path, 500, skip=2500))
+
+    weak = train(tiny(settings, **WEAK))
+
+    assert (weak.model_version, weak.decision, weak.champion_changed) == ("2", "rejected", False)
+    assert champion_version(settings) == "1"
+    tags = version_tags(settings, "2")
+    assert tags[TAG_DECISION] == "rejected"
+    assert float(tags[TAG_CHALLENGER_SCORE]) == pytest.approx(weak.candidates[0].accuracy)
+    assert float(tags[TAG_CHAMPION_SCORE]) == pytest.approx(accuracy_of(settings, "1"), abs=1e-6)
+    assert float(tags[TAG_CHAMPION_SCORE]) > float(tags[TAG_CHALLENGER_SCORE])
+    assert "<= champion v1" in weak.message
+    status = read_latest_model(settings)
+    assert status is not None
+    assert (status["version"], status["decision"], status["champion"]["version"]) == (
+        "2",
+        "rejected",
+        "1",
+    )
+
+
+def test_stronger_model_after_a_weak_one_takes_over(settings: Settings, dataset_path: Path) -> None:
+    seed_samples(settings, course_rows(dataset_path, 2500))
+    weak = train(tiny(settings, **WEAK))
+    assert weak.decision == "promoted"
+
+    strong = train(tiny(settings, **STRONG))
+
+    assert (strong.model_version, strong.decision, strong.champion_changed) == (
+        "2",
+        "promoted",
+        True,
+    )
+    assert champion_version(settings) == "2"
+    tags = version_tags(settings, "2")
+    # Same data, same split: the re-scored champion matches its own logged accuracy exactly.
+    assert float(tags[TAG_CHAMPION_SCORE]) == pytest.approx(weak.candidates[0].accuracy, abs=1e-6)
+    assert float(tags[TAG_CHALLENGER_SCORE]) > float(tags[TAG_CHAMPION_SCORE])
+
+
+def test_an_unloadable_champion_is_replaced(settings: Settings, dataset_path: Path) -> None:
+    seed_samples(settings, course_rows(dataset_path, 1500))
+    first = train(tiny(settings, **WEAK))
+    # The champion's artifacts are gone (a wiped bucket, a deleted folder): serving could not
+    # load it either, so any working model is better than it.
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    artifacts = client.get_model_version_download_uri(settings.model_name, "1")
+    shutil.rmtree(urlparse(artifacts).path)
+
+    second = train(tiny(settings, **WEAK))
+
+    assert (first.decision, second.decision) == ("promoted", "promoted")
+    assert champion_version(settings) == "2"
+    tags = version_tags(settings, "2")
+    assert tags[TAG_CHAMPION_SCORE] == "" and "could not be loaded" in second.message
+
+
+def test_a_job_killed_while_gating_leaves_a_pending_version_and_the_champion(
+    settings: Settings, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_samples(settings, course_rows(dataset_path, 1500))
+    train(tiny(settings, **WEAK))
+
+    # Mocked: the interruption itself (SIGTERM arrives as KeyboardInterrupt in a job process),
+    # delivered while the challenger is registered but not yet decided.
+    def interrupted(*args: object) -> float:
+        raise KeyboardInterrupt("stopped by SIGTERM")
+
+    monkeypatch.setattr(promote, "_score_version", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(settings, **STRONG))
+
+    assert champion_version(settings) == "1"
+    assert version_tags(settings, "2")[TAG_DECISION] == "pending"
+    status = read_latest_model(settings)
+    assert status is not None and status["version"] == "1"  # the file still tells the last outcome
