@@ -32,10 +32,15 @@ from forestops.store.database import get_engine, upgrade
 from forestops.store.schema import forest_cover_samples, ingestion_batches, quarantined_rows
 from forestops.webserver import BackgroundServer, free_port
 
-GOOD = "2596,51,3,258,0,510,221,232,148,6279,Rawah,C7745,4".split(",")
-OTHER = "3052,80,4,170,38,85,225,232,142,716,Cache la Poudre,7201,1".split(",")  # aliases
-POISON = "3999,80,4,170,38,85,225,232,142,716,Neota,C7201,1".split(",")
-OUT_OF_RANGE = "2596,999,3,258,0,510,221,232,148,6279,Rawah,C7745,4".split(",")
+
+def course_row(values: str) -> list[str]:
+    return values.split(",")
+
+
+GOOD = course_row("2596,51,3,258,0,510,221,232,148,6279,Rawah,C7745,4")
+OTHER = course_row("3052,80,4,170,38,85,225,232,142,716,Cache la Poudre,7201,1")  # aliases
+POISON = course_row("3999,80,4,170,38,85,225,232,142,716,Neota,C7201,1")
+OUT_OF_RANGE = course_row("2596,999,3,258,0,510,221,232,148,6279,Rawah,C7745,4")
 
 
 @pytest.fixture(scope="module")
