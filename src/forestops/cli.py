@@ -123,6 +123,40 @@ def train(
     _echo_result(result.to_dict(), result.summary(), as_json)
 
 
+@app.command("run")
+def run_once(
+    batches: int | None = typer.Option(
+        None, min=1, help="Stop after N loaded batches (default: until all data is collected)."
+    ),
+    min_update_time: float | None = typer.Option(
+        None, min=0, help="Seconds per batch window of the data API (0: no waiting)."
+    ),
+    sample_fraction: float | None = typer.Option(
+        None, help="Share of each batch per call of the built-in data API, in (0, 1]."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+) -> None:
+    """Whole pipeline once: start the built-in data API (unless SOURCE_API_BASE_URL is set), ingest
+    every batch, train, promote, and print the summary."""
+    from forestops.pipeline.ingest import IngestError
+    from forestops.pipeline.oneshot import run_pipeline
+    from forestops.source.client import SourceError
+
+    if sample_fraction is not None and not 0 < sample_fraction <= 1:
+        raise typer.BadParameter("must be in (0, 1]", param_hint="--sample-fraction")
+    try:
+        result = run_pipeline(
+            get_settings(),
+            batches=batches,
+            min_update_time=min_update_time,
+            sample_fraction=sample_fraction,
+        )
+    except (IngestError, SourceError) as error:
+        typer.echo(f"run failed while ingesting: {error}", err=True)
+        raise typer.Exit(1) from None
+    _echo_result(result.to_dict(), result.summary(), as_json)
+
+
 def _echo_result(payload: dict[str, object], summary: str, as_json: bool) -> None:
     import json
 

@@ -77,8 +77,10 @@ class TrainResult:
     best: str | None = None
     champion_changed: bool = False
     decision: str | None = None  # "promoted" | "rejected" | "unregistered"
-    model_version: str | None = None
-    model_uri: str | None = None
+    model_version: str | None = None  # this job's registered version
+    model_uri: str | None = None  # this job's best model
+    champion_uri: str | None = None  # what serves after this job (a pinned version, or a run)
+    champion_version: str | None = None
     rows: int = 0
     data_hash: str | None = None
     max_batch_id: int | None = None
@@ -149,6 +151,8 @@ def train(settings: Settings) -> TrainResult:
         decision=outcome.decision,
         model_version=outcome.version,
         model_uri=outcome.uri,
+        champion_uri=outcome.champion["uri"],
+        champion_version=outcome.champion["version"],
         rows=lineage.rows,
         data_hash=lineage.data_hash,
         max_batch_id=lineage.max_batch_id,
@@ -384,7 +388,8 @@ def _publish(
         message=f"{headline}; {settings.model_name} v{promotion.version} {promotion.decision} "
         f"({promotion.reason})",
         champion={
-            "uri": f"models:/{settings.model_name}@{settings.champion_alias}",
+            "uri": f"models:/{settings.model_name}/{champion.version}",
+            "alias_uri": f"models:/{settings.model_name}@{settings.champion_alias}",
             "version": str(champion.version),
             "run_id": champion.run_id,
         },
