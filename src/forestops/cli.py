@@ -117,9 +117,16 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
 ) -> None:
     """Train every candidate on all curated rows, track them in MLflow, gate the best into the registry."""
+    from mlflow.exceptions import MlflowException
+
+    from forestops.modeling.candidates import CandidateConfigError
     from forestops.pipeline.train import train as train_models
 
-    result = train_models(get_settings())
+    try:
+        result = train_models(get_settings())
+    except (CandidateConfigError, MlflowException) as error:
+        typer.echo(f"training failed: {error}", err=True)
+        raise typer.Exit(1) from None
     _echo_result(result.to_dict(), result.summary(), as_json)
 
 
@@ -138,6 +145,9 @@ def run_once(
 ) -> None:
     """Whole pipeline once: start the built-in data API (unless SOURCE_API_BASE_URL is set), ingest
     every batch, train, promote, and print the summary."""
+    from mlflow.exceptions import MlflowException
+
+    from forestops.modeling.candidates import CandidateConfigError
     from forestops.pipeline.ingest import IngestError
     from forestops.pipeline.oneshot import run_pipeline
     from forestops.source.client import SourceError
@@ -153,6 +163,9 @@ def run_once(
         )
     except (IngestError, SourceError) as error:
         typer.echo(f"run failed while ingesting: {error}", err=True)
+        raise typer.Exit(1) from None
+    except (CandidateConfigError, MlflowException) as error:
+        typer.echo(f"run failed: {error}", err=True)
         raise typer.Exit(1) from None
     _echo_result(result.to_dict(), result.summary(), as_json)
 

@@ -167,3 +167,12 @@ def test_cli_train_reports_as_json(settings: Settings, dataset_path: Path) -> No
     assert outcome.exit_code == 0, outcome.output
     payload = json.loads(outcome.stdout)
     assert payload["status"] == "skipped" and payload["rows"] == 50
+
+
+def test_cli_train_names_an_unknown_candidate(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAIN_CANDIDATES", "lightgbm,xgboost")
+    outcome = CliRunner().invoke(app, ["train"])
+    assert outcome.exit_code == 1
+    assert "training failed: unknown candidate(s) xgboost; known: " in outcome.stderr

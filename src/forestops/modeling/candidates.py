@@ -231,12 +231,16 @@ CANDIDATES: Mapping[str, Callable[[Settings], Candidate]] = {
 }
 
 
+class CandidateConfigError(ValueError):
+    """TRAIN_CANDIDATES names no candidate or an unknown one (checked before any work starts)."""
+
+
 def build_candidates(settings: Settings) -> list[Candidate]:
     """The candidates named in `settings.train_candidates`, in that order."""
+    known = ", ".join(CANDIDATES)
     unknown = [name for name in settings.train_candidates if name not in CANDIDATES]
     if unknown:
-        known = ", ".join(CANDIDATES)
-        raise ValueError(f"unknown candidate(s) {', '.join(unknown)}; known: {known}")
+        raise CandidateConfigError(f"unknown candidate(s) {', '.join(unknown)}; known: {known}")
     if not settings.train_candidates:
-        raise ValueError("TRAIN_CANDIDATES is empty; known: " + ", ".join(CANDIDATES))
+        raise CandidateConfigError(f"TRAIN_CANDIDATES is empty; known: {known}")
     return [CANDIDATES[name](settings) for name in dict.fromkeys(settings.train_candidates)]

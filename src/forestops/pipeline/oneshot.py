@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from forestops.config import Settings
+from forestops.modeling.candidates import build_candidates
 from forestops.pipeline.ingest import IngestResult, ingest_batch
 from forestops.pipeline.train import TrainResult, train
 
@@ -96,6 +97,7 @@ def run_pipeline(
     settings = settings.model_copy(
         update={key: value for key, value in overrides.items() if value is not None}
     )
+    build_candidates(settings)  # a typo in TRAIN_CANDIDATES fails now, not after the ingestion
     started = time.perf_counter()
     with ExitStack() as stack:
         if not settings.source_api_base_url:

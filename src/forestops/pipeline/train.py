@@ -98,6 +98,7 @@ class TrainResult:
 
 
 def train(settings: Settings) -> TrainResult:
+    candidates = build_candidates(settings)  # a configuration error beats "too little data"
     data = training_frame(settings)
     lineage = data.lineage
     reason = _too_little_data(settings, data)
@@ -110,7 +111,6 @@ def train(settings: Settings) -> TrainResult:
             data_hash=lineage.data_hash,
             max_batch_id=lineage.max_batch_id,
         )
-    candidates = build_candidates(settings)
     split = _Split.of(settings, data)
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
@@ -141,9 +141,12 @@ def train(settings: Settings) -> TrainResult:
         outcome = _publish(settings, client, split, best, model_uris[best.name])
         mlflow.set_tags({TAG_BEST: best.name, TAG_MODEL_VERSION: outcome.version or ""})
         mlflow.log_metric("best_accuracy", best.accuracy)
+    message = outcome.message
+    if failed:
+        message += f"; failed: {', '.join(failed)} (see their runs)"
     result = TrainResult(
         "trained",
-        outcome.message,
+        message,
         candidates=tuple(scores),
         failed=failed,
         best=best.name,
