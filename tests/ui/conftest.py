@@ -31,8 +31,10 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> It
         mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
         mlflow_enable_model_registry=True,
         api_keys=(),
-        train_candidates=("logistic_regression", "random_forest"),
+        train_candidates=("random_forest", "lightgbm"),
         random_forest_trees=10,
+        lightgbm_max_rounds=30,
+        lightgbm_num_leaves=15,
         model_poll_interval_s=0,
     )
     reasons = seed_store(settings, dataset_path, SEEDED_ROWS, SEEDED_BATCHES)

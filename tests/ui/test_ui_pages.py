@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_harness import SEEDED_BATCHES, SEEDED_ROWS, UiStack, assert_clean, open_page
+from ui_harness import SEEDED_BATCHES, SEEDED_ROWS, UiStack, assert_clean, open_page, seed_store
 
 from forestops import contract
+from forestops.config import Settings
 from forestops.ui.csv_input import EXAMPLE_CSV
 from forestops.ui.i18n import TEXT
 from support.training_data import course_rows
@@ -192,11 +193,12 @@ def test_model_page_shows_champion_candidates_matrix_and_history(ui_env: UiStack
     assert not app.error and not app.warning, _texts(app, "error") + _texts(app, "warning")
     assert _metric(app, "Model version") == "1"
     candidates = _table(app, "candidate")
-    assert set(candidates["candidate"]) == {"logistic_regression", "random_forest"}
+    assert set(candidates["candidate"]) == {"random_forest", "lightgbm"}
     assert "candidates_chart" in _charts(app)
     assert app.image, "the champion's confusion matrix figure is shown"
     history = _table(app, "decision")
-    assert history["decision"].tolist() == ["✅ promoted"]
+    assert history["decision"].tolist() == ["promoted"]
+    assert history["aliases"].tolist() == ["champion"]
     links = [element.proto.url for element in app.get("link_button")]
     assert links == ["http://127.0.0.1:5000"]
 
@@ -262,3 +264,25 @@ def test_the_service_answering_422_is_shown_field_by_field(ui_env: UiStack) -> N
     )
     errors = " ".join(_texts(app, "error"))
     assert "rejected the input" in errors and "Mars" in errors, errors
+
+
+def test_a_file_over_the_batch_limit_is_refused_with_the_limit(ui_env: UiStack) -> None:
+    limit = ui_env.settings.max_batch_rows
+    header, row = EXAMPLE_CSV.splitlines()
+    data = "\n".join([header, *[row] * (limit + 1)]).encode()
+    errors = " ".join(_texts(_upload(open_page("predict"), "huge.csv", data), "error"))
+    assert "Too many rows for one request" in errors and str(limit) in errors, errors
+
+
+@pytest.mark.postgres
+def test_home_and_analytics_read_postgresql_too(
+    ui_env: UiStack, pg_url: str, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reasons = seed_store(Settings(database_url=pg_url), dataset_path, rows=600, batches=2)
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    home = open_page("home")
+    assert _metric(home, "Rows ingested") == "600"
+    analytics = open_page("analytics")
+    assert not analytics.error, _texts(analytics, "error")
+    assert len(_charts(analytics)) == 6
+    assert _table(analytics, "Reason")["Rows"].sum() == len(reasons)

@@ -117,7 +117,10 @@ def test_quarantine_reasons_group_by_pattern_and_column() -> None:
     assert reason_pattern("elevation=99999 outside [0, 5000] m") == "elevation=# outside [#, #] m"
     assert reason_pattern({"reason": "slope=91 outside [0, 90] degrees"}).startswith("slope=#")
     assert reason_column("elevation=# outside [#, #] m") == "elevation"
-    assert reason_column("unknown soil_type 'C#'; accepted: C#, C#") == "soil_type"
+    assert reason_pattern("unknown soil_type 'C9999'; accepted: C2702, C2703") == (
+        "unknown soil_type 'C#'"
+    )
+    assert reason_column("unknown soil_type 'C#'") == "soil_type"
     assert reason_column("horizontal_distance_to_roadways must be an integer") == (
         "horizontal_distance_to_roadways"
     )

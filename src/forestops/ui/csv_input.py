@@ -54,36 +54,40 @@ def check_csv(data: bytes) -> CsvCheck:
     if not text.strip():
         return CsvCheck(problem="empty")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter(text))
-    rows: list[list[str]] = []
     try:
         header = [cell.strip() for cell in next(reader)]
+        columns = _check_columns(header)
+        if columns is not None:
+            return columns
+        rows: list[list[str]] = []
         for row in reader:
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                error = f"line {reader.line_num}: {len(row)} fields, the header has {len(header)}"
-                return CsvCheck(problem="unreadable", error=error)
+                found = f"line {reader.line_num}: {len(row)} fields, the header has {len(header)}"
+                return CsvCheck(problem="unreadable", error=found)
             rows.append([cell.strip() for cell in row])
     except csv.Error as error:
         return CsvCheck(problem="unreadable", error=str(error))
-    frame = pd.DataFrame(rows, columns=header, dtype=str)
+    if not rows:
+        return CsvCheck(problem="empty")
+    frame = pd.DataFrame(rows, columns=[contract.canonical_column(name) for name in header])
+    labels = frame[contract.LABEL] if contract.LABEL in frame.columns else None
+    return CsvCheck(features=frame[list(contract.FEATURE_NAMES)], labels=labels)
 
-    canonical = [contract.canonical_column(str(name)) for name in frame.columns]
+
+def _check_columns(header: list[str]) -> CsvCheck | None:
+    """The header's problems, or None when it names each feature once and nothing unknown."""
+    canonical = [contract.canonical_column(name) for name in header]
     repeated = sorted(name for name, count in Counter(canonical).items() if count > 1)
     allowed = {*contract.FEATURE_NAMES, contract.LABEL}
-    unknown = [
-        str(raw) for raw, name in zip(frame.columns, canonical, strict=True) if name not in allowed
-    ]
+    unknown = [raw for raw, name in zip(header, canonical, strict=True) if name not in allowed]
     missing = [name for name in contract.FEATURE_NAMES if name not in canonical]
     if len(missing) == len(contract.FEATURE_NAMES):
         return CsvCheck(problem="no_features", missing=missing, unknown=unknown)
     if missing or unknown or repeated:
         return CsvCheck(problem="columns", missing=missing, unknown=unknown, repeated=repeated)
-    frame.columns = pd.Index(canonical)
-    if frame.empty:
-        return CsvCheck(problem="empty")
-    labels = frame[contract.LABEL] if contract.LABEL in frame.columns else None
-    return CsvCheck(features=frame[list(contract.FEATURE_NAMES)], labels=labels)
+    return None
 
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:

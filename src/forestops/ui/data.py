@@ -106,10 +106,11 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def reason_pattern(reason: Any) -> str:
-    """A reason with its numbers blanked, so "elevation=9999 outside ..." rows group together."""
+    """A reason with its numbers blanked, so "elevation=9999 outside ..." rows group together;
+    what follows a ";" (the contract's list of accepted values) is left out."""
     if isinstance(reason, dict):
         reason = reason.get("reason") or reason.get("message") or reason
-    return _NUMBER.sub("#", str(reason)).strip()
+    return _NUMBER.sub("#", str(reason).split(";", 1)[0]).strip()
 
 
 def reason_column(reason: str) -> str:

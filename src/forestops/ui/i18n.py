@@ -197,8 +197,8 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
         "es": "Este archivo no se puede leer como CSV: {error}",
     },
     "csv_empty": {
-        "en": "This file has no data rows.{error}",
-        "es": "Este archivo no tiene filas de datos.{error}",
+        "en": "This file has no data rows under its header.",
+        "es": "Este archivo no tiene filas de datos bajo su encabezado.",
     },
     "csv_no_features": {
         "en": "This does not look like a forest plot CSV: none of the input columns is there. "
@@ -286,7 +286,10 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     },
     "model_name": {"en": "Registered model", "es": "Modelo registrado"},
     "alias": {"en": "Alias", "es": "Alias"},
-    "trained_at": {"en": "Trained at", "es": "Entrenado el"},
+    "served_caption": {
+        "en": "Trained {trained} · run `{run}` · `{uri}`",
+        "es": "Entrenado el {trained} · ejecución `{run}` · `{uri}`",
+    },
     "details": {"en": "Parameters and lineage", "es": "Parámetros y linaje"},
     "registry_champion": {"en": "Champion in the registry", "es": "Campeón en el registro"},
     "best_run": {"en": "best run (registry disabled)", "es": "mejor ejecución (sin registro)"},
@@ -343,8 +346,8 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
         "es": "Aún no hay versiones registradas.",
     },
     "decision": {"en": "Decision", "es": "Decisión"},
-    "decision_promoted": {"en": "✅ promoted", "es": "✅ promovida"},
-    "decision_rejected": {"en": "✖ rejected", "es": "✖ rechazada"},
+    "decision_promoted": {"en": "promoted", "es": "promovida"},
+    "decision_rejected": {"en": "rejected", "es": "rechazada"},
     "created": {"en": "Registered", "es": "Registrada"},
     "challenger_accuracy": {"en": "Challenger accuracy", "es": "Exactitud del aspirante"},
     "champion_accuracy": {"en": "Champion accuracy then", "es": "Exactitud del campeón"},

@@ -144,7 +144,12 @@ def _score(tags: dict[str, str], key: str) -> float | None:
 @_cached
 def version_history(settings: Settings) -> pd.DataFrame:
     """Every registered version, newest first, with the promotion decision taken on it."""
-    versions = client(settings).search_model_versions(f"name = '{settings.model_name}'")
+    mlflow = client(settings)
+    versions = mlflow.search_model_versions(f"name = '{settings.model_name}'")
+    aliases: dict[str, list[str]] = {}
+    if versions:  # search results leave aliases out; the registered model has them all
+        for alias, number in mlflow.get_registered_model(settings.model_name).aliases.items():
+            aliases.setdefault(str(number), []).append(alias)
     rows = [
         {
             "version": int(version.version),
@@ -152,7 +157,7 @@ def version_history(settings: Settings) -> pd.DataFrame:
             "decision": version.tags.get(TAG_DECISION, ""),
             "challenger_accuracy": _score(version.tags, TAG_CHALLENGER_SCORE),
             "champion_accuracy": _score(version.tags, TAG_CHAMPION_SCORE),
-            "aliases": ", ".join(getattr(version, "aliases", []) or []),
+            "aliases": ", ".join(aliases.get(str(version.version), [])),
             "run_id": version.run_id,
         }
         for version in versions

@@ -6,6 +6,8 @@ on a random sample whose size the reader chooses, so the page stays fast on 300k
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -150,7 +152,7 @@ def _correlation(sample: pd.DataFrame) -> None:
         title=t("correlation"),
         aspect="auto",
     )
-    figure.update_layout(height=520, margin=MARGIN)
+    figure.update_layout(height=640, margin=MARGIN)
     st.plotly_chart(figure, key="correlation")
 
 
@@ -161,8 +163,9 @@ def _quarantine(url: str) -> None:
         st.success(t("no_quarantine"), icon=":material/verified:")
         return
     by_column = reasons.assign(column=reasons["column"].replace("", t("whole_row")))
+    totals = by_column.groupby("column", as_index=False)["rows"].sum().sort_values("rows")
     figure = px.bar(
-        by_column.groupby("column", as_index=False)["rows"].sum().sort_values("rows"),
+        totals,
         x="rows",
         y="column",
         orientation="h",
@@ -170,13 +173,19 @@ def _quarantine(url: str) -> None:
         labels={"rows": t("rows"), "column": t("column")},
         color_discrete_sequence=["#c62828"],
     )
+    figure.update_xaxes(tick0=0, dtick=max(1, math.ceil(totals["rows"].max() / 5)))
     figure.update_layout(**LAYOUT)
-    st.plotly_chart(figure, key="quarantine_reasons")
-    st.dataframe(
-        reasons.rename(columns={"column": t("column"), "reason": t("reason"), "rows": t("rows")}),
-        hide_index=True,
-        key="quarantine_table",
-    )
+    chart, table = st.columns(2)
+    with chart:
+        st.plotly_chart(figure, key="quarantine_reasons")
+    with table:
+        st.dataframe(
+            reasons.rename(
+                columns={"column": t("column"), "reason": t("reason"), "rows": t("rows")}
+            ),
+            hide_index=True,
+            key="quarantine_table",
+        )
 
 
 def render() -> None:
@@ -207,11 +216,8 @@ def render() -> None:
                 _feature_by_class(sample)
             with right:
                 _scatter(sample)
-            left, right = st.columns(2)
-            with left:
-                _correlation(sample)
-            with right:
-                _quarantine(url)
+            _correlation(sample)
+            _quarantine(url)
         if overview.rows == 0 and overview.batches:
             _batches(url)
             _quarantine(url)

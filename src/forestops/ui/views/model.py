@@ -31,12 +31,19 @@ def _served(settings: Settings) -> str | None:
         return None
     with guard("api"):
         served = recent_metadata(settings)
-        name, version, alias, trained = st.columns(4)
+        name, version, alias = st.columns(3)
         name.metric(t("model_name"), served.get("model_name") or "—")
         version.metric(t("model_version"), str(served.get("model_version") or "—"))
         alias.metric(t("alias"), served.get("alias") or "—")
         when = served.get("trained_at")
-        trained.metric(t("trained_at"), f"{pd.Timestamp(when):%Y-%m-%d %H:%M}" if when else "—")
+        st.caption(
+            t(
+                "served_caption",
+                trained=f"{pd.Timestamp(when):%Y-%m-%d %H:%M}" if when else "—",
+                run=served.get("run_id") or "—",
+                uri=served.get("model_uri") or "—",
+            )
+        )
         _metrics_row(served.get("metrics") or {})
         with st.expander(t("details")):
             st.json(
@@ -135,7 +142,7 @@ def _confusion(settings: Settings, run_ids: tuple[str, ...]) -> None:
         elif found.matrix is not None:
             st.plotly_chart(confusion_chart(found.matrix), key="confusion_chart")
         elif found.image is not None:
-            st.image(found.image, caption=found.source)
+            st.image(found.image, caption=found.source, width=720)
 
 
 def _history(settings: Settings) -> None:
