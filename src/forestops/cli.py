@@ -209,6 +209,11 @@ def up(ctx: typer.Context) -> None:
     except StartupError as error:
         typer.echo(f"forestops up: {error}", err=True)
         raise typer.Exit(1) from error
+    # Everything has stopped. Spare Ctrl-C the interpreter's final garbage collection over a
+    # heap of pandas/MLflow/LightGBM objects: seconds, to free what the OS frees anyway.
+    import gc
+
+    gc.freeze()
 
 
 @app.command()
