@@ -22,13 +22,16 @@ from fastapi import FastAPI, Response
 from sqlalchemy import Table, func, select, text
 from typer.testing import CliRunner
 
+from forestops import contract
 from forestops.cli import app as cli
 from forestops.config import Settings
 from forestops.pipeline.ingest import IngestError, IngestResult, ingest_batch, replay_batch
+from forestops.pipeline.validate import validate_rows
 from forestops.source.dataset import read_dataset
 from forestops.source.server import create_app
 from forestops.store.archive import read_payload
 from forestops.store.database import get_engine, upgrade
+from forestops.store.loader import content_hashes
 from forestops.store.schema import forest_cover_samples, ingestion_batches, quarantined_rows
 from forestops.webserver import BackgroundServer, free_port
 
@@ -126,6 +129,20 @@ def test_rows_land_and_a_repeated_payload_adds_nothing(
     raw = read_payload(batch["payload_uri"])
     assert len(json.loads(raw)["data"]) == 100
     assert batch["payload_sha256"] == hashlib.sha256(raw).hexdigest()
+
+
+def test_content_hash_is_the_md5_of_the_canonical_values(pg_url: str, home: Path) -> None:
+    """The documented definition, so anyone can recompute the dedup key in SQL."""
+    with BackgroundServer(fixed_source(payload(GOOD, OTHER))) as server:
+        ingest_batch(settings_for(pg_url, server.url))
+    table = forest_cover_samples.c
+    values = func.concat_ws("|", *(table[name] for name in contract.COLUMNS))
+    with get_engine(pg_url).connect() as connection:
+        recomputed = connection.execute(select(table.content_hash == func.md5(values)))
+        assert recomputed.scalars().all() == [True, True]
+    assert content_hashes(validate_rows([GOOD])[0]) == [
+        hashlib.md5(b"2596|51|3|258|0|510|221|232|148|6279|Rawah|C7745|4").hexdigest()
+    ]
 
 
 def test_bad_rows_are_quarantined_and_the_good_rows_load(

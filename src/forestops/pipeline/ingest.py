@@ -80,8 +80,7 @@ def ingest_batch(settings: Settings, group: int | None = None) -> IngestResult:
             return IngestResult(None, "all_collected", message=str(done))
         except MalformedPayload as bad:
             return _reject(settings, _header(settings, group, None, bad.raw), str(bad))
-    header = _header(settings, group, payload.batch_number, payload.raw)
-    return _load(settings, payload, group, header)
+    return _load(settings, payload, _header(settings, group, payload.batch_number, payload.raw))
 
 
 def replay_batch(settings: Settings, batch_id: int) -> IngestResult:
@@ -110,7 +109,7 @@ def replay_batch(settings: Settings, batch_id: int) -> IngestResult:
         payload = parse_payload(raw, original["source"])
     except MalformedPayload as bad:
         return _reject(settings, header, str(bad))
-    return _load(settings, payload, original["group_number"], header)
+    return _load(settings, payload, header)
 
 
 def _header(
@@ -131,9 +130,7 @@ def _header(
     )
 
 
-def _load(
-    settings: Settings, payload: SourcePayload, group: int, header: loader.BatchHeader
-) -> IngestResult:
+def _load(settings: Settings, payload: SourcePayload, header: loader.BatchHeader) -> IngestResult:
     samples, rejected = validate_rows(payload.rows)
     engine = get_engine(settings.database_url)
     try:
@@ -148,8 +145,8 @@ def _load(
             else f"raw payload kept at {header.payload_uri}"
         )
         raise IngestError(
-            f"batch {payload.batch_number} of group {group} not loaded, rolled back: {reason}; "
-            f"{replay}"
+            f"batch {payload.batch_number} of group {header.group_number} not loaded, "
+            f"rolled back: {reason}; {replay}"
         ) from error
     return IngestResult(
         batch_id,

@@ -23,7 +23,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,23 +65,16 @@ class GroupState:
 class BatchClock:
     """Which batch each group is on, advanced by calls and time, persisted as JSON."""
 
-    def __init__(
-        self,
-        state_path: Path,
-        n_batches: int,
-        min_update_time: float,
-        now: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, state_path: Path, n_batches: int, min_update_time: float) -> None:
         self._path = state_path
         self._n_batches = n_batches
         self._min_update_time = min_update_time
-        self._now = now
         self._groups = self._read()
 
     def advance(self, group: int) -> int | None:
         """The batch index to serve now (moving on if the window passed); None: all served."""
         state = self._groups.get(group)
-        now = self._now()
+        now = time.time()  # wall clock: the state outlives the process
         if state is None:
             state = self._groups[group] = GroupState(0, now)
             self._write()
