@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI, Response
+from typer.testing import CliRunner
 
 from forestops import contract
+from forestops.cli import app as cli
 from forestops.config import Settings
 from forestops.source.dataset import DatasetError, load_dataset, read_dataset
 from forestops.webserver import BackgroundServer, free_port
@@ -156,3 +158,20 @@ def test_failed_download_says_what_to_do(home: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(DatasetError, match="set FORESTOPS_DATASET to a local copy"):
         load_dataset(Settings())
     assert not list(home.glob("covtype.data.gz*"))
+
+
+def test_data_fetch_command(
+    home: Path, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = home.parent / "subset.csv"
+    pd.read_csv(dataset_path, nrows=120).to_csv(source, index=False)
+    monkeypatch.setenv("FORESTOPS_DATASET", str(source))
+    fetched = CliRunner().invoke(cli, ["data", "fetch"])
+    assert fetched.exit_code == 0, fetched.output
+    assert fetched.stdout.startswith("120 rows (cover_type 0: ")
+    assert list((home / "cache").glob("dataset-*.parquet"))
+
+    monkeypatch.setenv("FORESTOPS_DATASET", str(home / "missing.csv"))
+    failed = CliRunner().invoke(cli, ["data", "fetch"])
+    assert failed.exit_code == 1
+    assert failed.stderr == f"data fetch failed: data set not found: {home / 'missing.csv'}\n"
