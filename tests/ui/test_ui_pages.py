@@ -18,6 +18,7 @@ from forestops import contract
 from forestops.config import Settings
 from forestops.ui.csv_input import EXAMPLE_CSV
 from forestops.ui.i18n import TEXT
+from forestops.webserver import free_port
 from support.training_data import course_rows
 
 
@@ -152,17 +153,30 @@ def test_bad_csvs_get_a_clear_message(
     assert not [d for d in app.dataframe if "cover_type_pred" in d.value.columns]
 
 
-def test_the_table_predicts_every_row_in_one_call(ui_env: UiStack) -> None:
+def test_the_table_predicts_edited_added_and_remaining_rows_in_one_call(ui_env: UiStack) -> None:
     app = open_page("predict")
     shown = app.data_editor[0].value
     assert len(shown) == 3
+    added = {
+        **example_record(),
+        "elevation": 3400,
+        "wilderness_area": "Neota",
+        "soil_type": "C8771",
+    }
+    app.session_state["batch_editor"] = {  # what the browser sends after these edits
+        "edited_rows": {1: {"slope": 40}},
+        "added_rows": [added],
+        "deleted_rows": [0],
+    }
     app.button(key="batch_predict").click().run()
     assert_clean(app)
     result = _table(app, "confidence")
+    kept = shown.iloc[1:].assign(slope=[40, shown.iloc[2]["slope"]]).to_dict("records")
     records = [
         {**row, **{name: int(row[name]) for name in contract.NUMERIC_NAMES}}
-        for row in shown.to_dict("records")
+        for row in [*kept, added]
     ]
+    assert result["elevation"].tolist() == [r["elevation"] for r in records]
     assert result["cover_type"].tolist() == ui_env.predict(records)
 
 
@@ -286,3 +300,18 @@ def test_home_and_analytics_read_postgresql_too(
     assert not analytics.error, _texts(analytics, "error")
     assert len(_charts(analytics)) == 6
     assert _table(analytics, "Reason")["Rows"].sum() == len(reasons)
+
+
+def test_services_that_refuse_connections_become_sentences(
+    ui_env: UiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database server and a tracking server that are down: red, named, no traceback."""
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    status = open_page("status")
+    reds = _texts(status, "error")
+    assert len(reds) == 2 and all("Not reachable" in red for red in reds), reds
+    assert "Reachable, serving model version 1." in _texts(status, "success")
+    for page in ("home", "analytics", "model"):
+        said = " ".join(_texts(open_page(page), "error"))
+        assert "cannot be read right now" in said, (page, said)

@@ -3,8 +3,12 @@ uses, and the language."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import streamlit as st
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from forestops.config import Settings, get_settings
 from forestops.ui import data, registry
@@ -18,7 +22,7 @@ def redact(url: str) -> str:
     """The URL without its password, so a screenshot of this page leaks nothing."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except ArgumentError:
         return url.split("@", 1)[-1] if "@" in url else url
 
 
@@ -37,31 +41,26 @@ def _api(settings: Settings) -> None:
         )
 
 
-def _database(settings: Settings) -> None:
+def _check(name: str, probe: Callable[[], dict[str, object]], not_ready: type[Exception]) -> None:
+    """One service's light: green with what it holds, amber while empty, red with the error."""
     try:
-        overview = data.connectivity(settings.database_url)
-    except DatabaseNotReady as error:
-        st.warning(t("check_db_empty", detail=str(error)), icon=":material/database:")
+        found = probe()
+    except not_ready as error:
+        st.warning(t(f"check_{name}_empty", detail=str(error)), icon=":material/hourglass_empty:")
     except Exception as error:
-        st.error(t("check_db_down", error=summary(error)), icon=":material/error:")
+        st.error(t(f"check_{name}_down", error=summary(error)), icon=":material/error:")
     else:
-        st.success(
-            t("check_db_ok", rows=f"{overview.rows:,}", batches=overview.batches),
-            icon=":material/check_circle:",
-        )
+        st.success(t(f"check_{name}_ok", **found), icon=":material/check_circle:")
 
 
-def _mlflow(settings: Settings) -> None:
-    try:
-        runs, versions = registry.connectivity(settings)
-    except MlflowNotReady as error:
-        st.warning(t("check_mlflow_empty", detail=str(error)), icon=":material/science:")
-    except Exception as error:
-        st.error(t("check_mlflow_down", error=summary(error)), icon=":material/error:")
-    else:
-        st.success(
-            t("check_mlflow_ok", runs=runs, versions=versions), icon=":material/check_circle:"
-        )
+def _database_figures(settings: Settings) -> dict[str, object]:
+    overview = data.connectivity(settings.database_url)
+    return {"rows": f"{overview.rows:,}", "batches": overview.batches}
+
+
+def _mlflow_figures(settings: Settings) -> dict[str, object]:
+    runs, versions = registry.connectivity(settings)
+    return {"runs": runs, "versions": versions}
 
 
 def render() -> None:
@@ -74,10 +73,10 @@ def render() -> None:
         _api(settings)
     with database:
         st.markdown(f"**{t('database')}**")
-        _database(settings)
+        _check("db", partial(_database_figures, settings), DatabaseNotReady)
     with mlflow:
         st.markdown(f"**{t('mlflow')}**")
-        _mlflow(settings)
+        _check("mlflow", partial(_mlflow_figures, settings), MlflowNotReady)
     if st.button(t("check_again"), icon=":material/refresh:", key="check_again"):
         st.cache_data.clear()
         st.rerun()
