@@ -36,7 +36,6 @@ def pytest_configure(config: pytest.Config) -> None:
             "AIRFLOW_HOME": home,
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{base}/{name}",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"postgresql+psycopg_async://{base}/{name}",
             # the compose stack's auth manager, so its CLI commands (users create) exist here too
