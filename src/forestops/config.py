@@ -59,19 +59,21 @@ class Settings(BaseSettings):
     # --- training ----------------------------------------------------------------------------
     train_candidates: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CANDIDATES
     train_min_rows: int = Field(500, ge=10)
-    train_eval_fraction: float = Field(0.2, gt=0, lt=0.9)
+    train_eval_fraction: float = Field(
+        0.1, gt=0, lt=0.9, description="Held-out share; 0.1 of ~300k rows is ~30k evaluation rows"
+    )
     train_seed: int = 42
     svc_max_rows: int = Field(20_000, ge=100, description="SVC is quadratic: bounded subsample")
     logreg_max_rows: int = Field(100_000, ge=100)
     random_forest_trees: int = Field(60, ge=1)
     random_forest_max_rows: int = Field(150_000, ge=100)
-    lightgbm_max_rounds: int = Field(700, ge=1)
+    lightgbm_max_rounds: int = Field(1000, ge=1, description="Upper bound; early stopping decides")
     lightgbm_time_budget_s: float = Field(300.0, gt=0)
     lightgbm_num_leaves: int = Field(255, ge=2)
     lightgbm_validation_fraction: float = Field(
         0.05, gt=0, lt=0.5, description="Early-stopping split carved from the training part"
     )
-    lightgbm_early_stopping_rounds: int = Field(30, ge=1)
+    lightgbm_early_stopping_rounds: int = Field(50, ge=1)
     train_n_jobs: int = Field(2, ge=1, description="Threads for the tree models")
 
     # --- inference service -------------------------------------------------------------------

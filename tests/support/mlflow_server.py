@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -50,15 +51,10 @@ class MlflowServer:
 
     def s3_keys(self) -> list[str]:
         """Every object key in the artifact bucket (to prove artifacts really went to S3)."""
-        client = boto3.client(
-            "s3",
-            endpoint_url=self.s3_endpoint_url,
-            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
-        )
         keys: list[str] = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+        for page in (
+            _s3(self.s3_endpoint_url).get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+        ):
             keys += [item["Key"] for item in page.get("Contents", [])]
         return keys
 
@@ -67,13 +63,7 @@ class MlflowServer:
 def mlflow_server(workdir: Path, startup_timeout: float = 120.0) -> Iterator[MlflowServer]:
     with _moto() as s3_endpoint, _mariadb_database() as backend_uri:
         bucket = "mlflow-artifacts"
-        boto3.client(
-            "s3",
-            endpoint_url=s3_endpoint,
-            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
-        ).create_bucket(Bucket=bucket)
+        _s3(s3_endpoint).create_bucket(Bucket=bucket)
         port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         log_file = workdir / "mlflow-server.log"
@@ -142,6 +132,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def _tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _s3(endpoint_url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
 
 
 @contextmanager

@@ -30,6 +30,7 @@ TINY = {
     "lightgbm_max_rounds": 40,
     "lightgbm_num_leaves": 31,
     "train_n_jobs": 1,
+    "train_eval_fraction": 0.2,  # a few hundred evaluation rows even on a small store
 }
 
 

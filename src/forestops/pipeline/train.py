@@ -33,6 +33,7 @@ from forestops.modeling.package import ForestCoverModel, log_forest_model
 from forestops.modeling.tracking import (
     MODEL_ARTIFACT,
     TAG_CANDIDATE,
+    TAG_DECISION,
     TAG_KIND,
     resolve_serving_model,
 )
@@ -139,7 +140,13 @@ def train(settings: Settings) -> TrainResult:
             raise RuntimeError(f"every candidate failed: {failed}")
         best = max(scores, key=lambda s: (s.accuracy, s.macro_f1))
         outcome = _publish(settings, client, split, best, model_uris[best.name])
-        mlflow.set_tags({TAG_BEST: best.name, TAG_MODEL_VERSION: outcome.version or ""})
+        mlflow.set_tags(
+            {
+                TAG_BEST: best.name,
+                TAG_MODEL_VERSION: outcome.version or "",
+                TAG_DECISION: outcome.decision,
+            }
+        )
         mlflow.log_metric("best_accuracy", best.accuracy)
     message = outcome.message
     if failed:
