@@ -10,7 +10,9 @@ real schema (Alembic head: unique content hash, batch foreign key, indexes):
   same table (it needs the same content hash and batch id columns, computed the same way);
 - to_sql, bare table: `DataFrame.to_sql` into a new table pandas creates itself (no key, no
   index, no dedup: less work than either of the above), for scale.
-The best of `--repeat` runs counts (the machine is shared, noise only ever adds time).
+The best of `--repeat` runs counts (the machine is shared, noise only ever adds time). CPU
+seconds (this process plus the database backends, read from /proc when PostgreSQL runs on this
+machine) are printed too: on a loaded machine they say more about the work done than wall time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,20 +83,51 @@ METHODS: dict[str, Callable[[str, pd.DataFrame], None]] = {
 }
 
 
-def timed_run(method: Callable[[str, pd.DataFrame], None], frame: pd.DataFrame) -> float:
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float | None  # this process + the database's backends; None if not measurable
+
+
+def timed_run(method: Callable[[str, pd.DataFrame], None], frame: pd.DataFrame) -> Run:
     name = f"forestops_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     try:
         upgrade(url)
-        started = time.perf_counter()
+        backends_before = _backend_cpu(name)
+        started, client_started = time.perf_counter(), time.process_time()
         method(url, frame)
-        return time.perf_counter() - started
+        wall = time.perf_counter() - started
+        client = time.process_time() - client_started
+        backends_after = _backend_cpu(name)
     finally:
         get_engine(url).dispose()
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if backends_before is None or backends_after is None:
+        return Run(wall, None)
+    server = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())
+    return Run(wall, client + server)
+
+
+def _backend_cpu(database: str) -> dict[int, float] | None:
+    """CPU seconds used so far by each backend connected to `database` (local server only:
+    read from /proc, since the machine is shared and wall time also measures everyone else)."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        pids = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+        ).fetchall()
+    try:
+        return {pid: _process_cpu(pid) for (pid,) in pids}
+    except OSError:
+        return None
+
+
+def _process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def main() -> None:
@@ -108,18 +142,28 @@ def main() -> None:
         server = admin.execute("SHOW server_version").fetchone()
     print(f"{len(frame):,} rows of {args.dataset.name}, PostgreSQL {server and server[0]}")
     print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}")
-    times: dict[str, list[float]] = {name: [] for name in METHODS}
+    runs: dict[str, list[Run]] = {name: [] for name in METHODS}
     for _ in range(args.repeat):  # interleaved, so load changes hit every method alike
         for name, method in METHODS.items():
-            times[name].append(timed_run(method, frame))
+            runs[name].append(timed_run(method, frame))
 
-    print("\n| method | best s | median s | rows/s (best) |\n|---|---:|---:|---:|")
-    for name, runs in times.items():
-        best = min(runs)
-        print(f"| {name} | {best:.2f} | {statistics.median(runs):.2f} | {len(frame) / best:,.0f} |")
-    ours, same, bare = (min(runs) for runs in times.values())
-    print(f"\nspeed-up vs to_sql into the same table: {same / ours:.1f}x")
-    print(f"speed-up vs to_sql into a bare table:   {bare / ours:.1f}x")
+    print("\n| method | best wall s | median wall s | rows/s (best wall) | best CPU s |")
+    print("|---|---:|---:|---:|---:|")
+    best: dict[str, Run] = {}
+    for name, results in runs.items():
+        cpus = [r.cpu for r in results if r.cpu is not None]
+        best[name] = Run(min(r.wall for r in results), min(cpus) if cpus else None)
+        median = statistics.median(r.wall for r in results)
+        cpu = f"{best[name].cpu:.2f}" if best[name].cpu is not None else "n/a"
+        rate = len(frame) / best[name].wall
+        print(f"| {name} | {best[name].wall:.2f} | {median:.2f} | {rate:,.0f} | {cpu} |")
+    ours, same, bare = best.values()
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    for label, other in (("to_sql into the same table", same), ("to_sql into a bare table", bare)):
+        ratio = f"speed-up vs {label}: {other.wall / ours.wall:.1f}x wall"
+        if ours.cpu and other.cpu:
+            ratio += f", {other.cpu / ours.cpu:.1f}x CPU"
+        print(ratio)
 
 
 if __name__ == "__main__":
