@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,9 +82,21 @@ def fit_champion(settings: Settings, dataset: Path, rows: int) -> dict[str, Any]
 
 
 def start(
-    command: list[str], env: dict[str, str], probe: str, timeout: float = 180
+    command: list[str],
+    env: dict[str, str],
+    probe: str,
+    processes: list[subprocess.Popen[bytes]],
+    timeout: float = 180,
 ) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Start a server in its own process group (appended to `processes`) and wait for `probe`."""
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    processes.append(process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -94,7 +107,6 @@ def start(
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
-    process.kill()
     raise TimeoutError(f"{probe} not ready after {timeout}s")
 
 
@@ -201,31 +213,34 @@ def main() -> None:
     ours_port, mlflow_port = free_port(), free_port()
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs `uvicorn` by name
-    ours = start(
-        [str(bin_dir / "forestops"), "serve", "--port", str(ours_port)],
-        env,
-        f"http://127.0.0.1:{ours_port}/health",
-    )
-    theirs = start(
-        [
-            str(bin_dir / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(mlflow_port),
-            "-w",
-            "1",
-        ],
-        env,
-        f"http://127.0.0.1:{mlflow_port}/ping",
-    )
+    processes: list[subprocess.Popen[bytes]] = []
     try:
+        start(
+            [str(bin_dir / "forestops"), "serve", "--port", str(ours_port)],
+            env,
+            f"http://127.0.0.1:{ours_port}/health",
+            processes,
+        )
+        start(
+            [
+                str(bin_dir / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(mlflow_port),
+                "-w",
+                "1",
+            ],
+            env,
+            f"http://127.0.0.1:{mlflow_port}/ping",
+            processes,
+        )
         ours_url = f"http://127.0.0.1:{ours_port}/predict"
         theirs_url = f"http://127.0.0.1:{mlflow_port}/invocations"
         check = records[:1000]
@@ -250,8 +265,8 @@ def main() -> None:
         results = {"forestops serve": measure("forestops", ours_url, encode_ours, records, args)}
         results["mlflow models serve"] = measure("mlflow", theirs_url, encode_theirs, records, args)
     finally:
-        for process in (ours, theirs):
-            process.terminate()
+        for process in processes:  # the whole group: mlflow runs uvicorn as a child
+            os.killpg(process.pid, signal.SIGTERM)
             process.wait(30)
     print(report(model, results, agree, args))
 

@@ -1,8 +1,9 @@
 """The inference service: `create_app(settings)` builds it, `forestops serve` runs it.
 
-The per-request path of `/predict` is: read the body, parse it with orjson, validate it with the
-contract-generated pydantic model (which already turns categories into the model's codes), put the
-values into numpy arrays, call the model's array fast path, write the answer with orjson. No
+The per-request path of `/predict` is: read the body, parse it with orjson, validate it (the
+contract-generated pydantic model decides; a plainly clean batch is checked in bulk, see
+`decode`), put the values into numpy arrays, call the model's array fast path, write the answer
+with orjson. No
 DataFrame, no disk, no MLflow call; the model object is read once from the holder, so a reload
 mid-request cannot change the model under it. Small requests run on the event loop (a thread hop
 costs more than the model); batches go to the thread pool so one big request cannot stall the
@@ -25,7 +26,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio
-import numpy as np
 import orjson
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile, status
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +37,7 @@ from forestops import __version__, contract
 from forestops.config import Settings, get_settings
 from forestops.serving.auth import make_guards
 from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
+from forestops.serving.decode import records_to_arrays
 from forestops.serving.holder import ModelHolder, RefreshResult, ServedModel, trained_at_iso
 from forestops.serving.metrics import MetricsMiddleware, ServiceMetrics
 from forestops.serving.schemas import (
@@ -195,11 +196,10 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         served = served_model()
         items, single = _parse_records(await request.body(), settings.max_batch_rows)
         try:
-            validated = records_adapter.validate_python(items)
+            arrays = records_to_arrays(items, records_adapter)
         except ValidationError as error:
             raise RequestValidationError(_body_errors(error, single)) from None
-        arrays = _to_arrays(validated)
-        if len(validated) <= _INLINE_MAX_ROWS:
+        if len(items) <= _INLINE_MAX_ROWS:
             probabilities = served.model.predict_proba_arrays(*arrays)
         else:
             probabilities = await anyio.to_thread.run_sync(
@@ -332,11 +332,3 @@ def _body_errors(error: ValidationError, single: bool) -> list[dict[str, Any]]:
         location: Sequence[int | str] = entry["loc"][1:] if single else entry["loc"]
         entries.append({**entry, "loc": ["body", *location]})
     return entries
-
-
-def _to_arrays(records: list[BaseModel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = [record.__dict__ for record in records]
-    numeric = np.array([[row[name] for name in contract.NUMERIC_NAMES] for row in rows], np.float64)
-    area = np.fromiter((row["wilderness_area"] for row in rows), np.int64, len(rows))
-    soil = np.fromiter((row["soil_type"] for row in rows), np.int64, len(rows))
-    return numeric, area, soil
