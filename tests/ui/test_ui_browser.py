@@ -136,5 +136,10 @@ def test_every_page_in_a_real_browser(ui_url: str) -> None:
             _settle(page, "Predict the cover type", 1)
             _assert_no_error(page, "prediction")
             _screenshot(page, "predict-answer")
+
+            page.goto(f"{ui_url}/analytics?lang=es")  # a shareable Spanish link
+            _settle(page, "Analítica de los datos", 6)
+            _assert_no_error(page, "analytics in Spanish")
+            _screenshot(page, "analytics-es")
         finally:
             browser.close()

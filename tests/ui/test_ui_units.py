@@ -13,6 +13,7 @@ import forestops.ui
 from forestops import contract
 from forestops.ui.csv_input import EXAMPLE_CSV, check_csv
 from forestops.ui.data import reason_column, reason_pattern
+from forestops.ui.guard import SOURCES
 from forestops.ui.i18n import LANGUAGES, TEXT
 from forestops.ui.launch import streamlit_command
 
@@ -88,6 +89,11 @@ def test_every_text_exists_in_both_languages_with_the_same_placeholders() -> Non
         assert set(versions) == set(LANGUAGES), key
         assert all(text.strip() for text in versions.values()), key
         assert _placeholders(versions["en"]) == _placeholders(versions["es"]), key
+
+
+def test_every_guarded_source_has_a_failure_sentence_taking_the_error() -> None:
+    for source in SOURCES:
+        assert _placeholders(TEXT[f"{source}_failed"]["en"]) == {"error"}, source
 
 
 def test_every_key_the_pages_ask_for_exists_and_every_entry_is_used() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import streamlit as st
 
@@ -21,6 +21,7 @@ from forestops.ui.inference import ApiError
 log = logging.getLogger(__name__)
 
 Source = Literal["database", "mlflow", "api", "page"]
+SOURCES: tuple[Source, ...] = get_args(Source)
 
 
 def summary(error: BaseException, limit: int = 300) -> str:
@@ -46,12 +47,12 @@ def guard(source: Source) -> Iterator[None]:
 
 
 def _problem_lines(detail: Any, limit: int = 20) -> list[str]:
-    """FastAPI's 422 items ({"loc": [...], "msg": ...}) as "record 3 → elevation: message"."""
+    """FastAPI's 422 items ({"loc": ["body", 3, "elevation"], "msg": ...}) as "3 → elevation: msg"."""
     items = detail if isinstance(detail, list) else [detail]
     lines = []
     for item in items[:limit]:
         if isinstance(item, dict) and "msg" in item:
-            where = [str(part) for part in item.get("loc", ()) if part not in ("body",)]
+            where = [str(part) for part in item.get("loc", ()) if part not in ("body", "file")]
             lines.append(f"{' → '.join(where)}: {item['msg']}" if where else str(item["msg"]))
         else:
             lines.append(str(item))
@@ -74,5 +75,6 @@ def show_api_error(error: ApiError) -> None:
         st.error(t("api_unauthorized"), icon=":material/key_off:")
     else:
         st.error(
-            t("api_failed", status=error.status_code, detail=error.detail), icon=":material/error:"
+            t("api_server_error", status=error.status_code, detail=error.detail),
+            icon=":material/error:",
         )

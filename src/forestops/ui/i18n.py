@@ -58,6 +58,10 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
         "cuando haya datos.",
     },
     "api_failed": {
+        "en": "The answer of the inference API could not be shown ({error}).",
+        "es": "No se pudo mostrar la respuesta de la API de inferencia ({error}).",
+    },
+    "api_server_error": {
         "en": "The inference API answered with an error (HTTP {status}): {detail}",
         "es": "La API de inferencia respondió con un error (HTTP {status}): {detail}",
     },

@@ -102,7 +102,7 @@ def _feature_by_class(sample: pd.DataFrame) -> None:
         opacity=0.65,
         nbins=50,
         title=t("feature_by_class", feature=feature_label(feature)),
-        labels={feature: feature_label(feature), "class": t("cover_type")},
+        labels={feature: feature_label(feature), "class": t("cover_type"), "count": t("rows")},
     )
     figure.update_layout(**LAYOUT)
     st.plotly_chart(figure, key="feature_by_class")
