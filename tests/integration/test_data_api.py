@@ -21,6 +21,7 @@ from forestops.source import protocol
 from forestops.source.dataset import read_dataset
 from forestops.source.server import create_app, serve_builtin
 from forestops.webserver import BackgroundServer, free_port
+from support.dataset_files import course_csv
 
 ROWS = 2000
 
@@ -146,8 +147,7 @@ def test_a_corrupt_state_file_is_a_clear_error(subset: pd.DataFrame, tmp_path: P
 def test_serve_builtin_uses_the_settings(
     home: Path, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = home.parent / "subset.csv"
-    pd.read_csv(dataset_path, nrows=500).to_csv(source, index=False)
+    source = course_csv(dataset_path, home.parent / "subset.csv", rows=500)
     monkeypatch.setenv("FORESTOPS_DATASET", str(source))
     monkeypatch.setenv("SAMPLE_FRACTION", "1")
     monkeypatch.setenv("MIN_UPDATE_TIME_S", "0")
@@ -160,8 +160,7 @@ def test_serve_builtin_uses_the_settings(
 
 
 def test_data_api_command(tmp_path: Path, dataset_path: Path) -> None:
-    source = tmp_path / "subset.csv"
-    pd.read_csv(dataset_path, nrows=300).to_csv(source, index=False)
+    source = course_csv(dataset_path, tmp_path / "subset.csv", rows=300)
     port = free_port()
     env = {**os.environ, "FORESTOPS_HOME": str(tmp_path / "home"), "FORESTOPS_DATASET": str(source)}
     argv = ["data-api", "--port", str(port), "--min-update-time", "0", "--sample-fraction", "1"]

@@ -20,6 +20,7 @@ from forestops.cli import app as cli
 from forestops.config import Settings
 from forestops.source.dataset import DatasetError, load_dataset, read_dataset
 from forestops.webserver import BackgroundServer, free_port
+from support.dataset_files import course_csv
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +112,7 @@ def test_unknown_format_is_refused(tmp_path: Path) -> None:
 def test_load_dataset_caches_a_parsed_copy_and_notices_changes(
     home: Path, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = home.parent / "subset.csv"
-    pd.read_csv(dataset_path, nrows=200).to_csv(source, index=False)
+    source = course_csv(dataset_path, home.parent / "subset.csv", rows=200)
     monkeypatch.setenv("FORESTOPS_DATASET", str(source))
 
     first = load_dataset(Settings())
@@ -120,7 +120,7 @@ def test_load_dataset_caches_a_parsed_copy_and_notices_changes(
     pd.testing.assert_frame_equal(pd.read_parquet(cache), first)
     pd.testing.assert_frame_equal(load_dataset(Settings()), first)
 
-    pd.read_csv(dataset_path, nrows=150).to_csv(source, index=False)  # the file changes
+    course_csv(dataset_path, source, rows=150)  # the file changes
     assert len(load_dataset(Settings())) == 150
     [new_cache] = (home / "cache").glob("dataset-*.parquet")  # the stale copy is gone
     assert new_cache != cache
@@ -163,8 +163,7 @@ def test_failed_download_says_what_to_do(home: Path, monkeypatch: pytest.MonkeyP
 def test_data_fetch_command(
     home: Path, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = home.parent / "subset.csv"
-    pd.read_csv(dataset_path, nrows=120).to_csv(source, index=False)
+    source = course_csv(dataset_path, home.parent / "subset.csv", rows=120)
     monkeypatch.setenv("FORESTOPS_DATASET", str(source))
     fetched = CliRunner().invoke(cli, ["data", "fetch"])
     assert fetched.exit_code == 0, fetched.output
