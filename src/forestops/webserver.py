@@ -37,7 +37,9 @@ class BackgroundServer:
             app, host=host, port=self.port, log_level=log_level, lifespan="on", access_log=False
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, name=f"uvicorn-{self.port}", daemon=True
+        )
 
     @property
     def url(self) -> str:
