@@ -40,8 +40,9 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> It
     reasons = seed_store(settings, dataset_path, SEEDED_ROWS, SEEDED_BATCHES)
     result = train(settings)
     assert result.decision == "promoted", result
-    with BackgroundServer(create_app(settings)) as server:
-        yield UiStack(settings, server.url, reasons)
+    api = create_app(settings)
+    with BackgroundServer(api) as server:
+        yield UiStack(settings, server.url, reasons, api)
 
 
 @pytest.fixture

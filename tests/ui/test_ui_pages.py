@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 from streamlit.testing.v1 import AppTest
 from ui_harness import SEEDED_BATCHES, SEEDED_ROWS, UiStack, assert_clean, open_page, seed_store
 
@@ -18,7 +19,7 @@ from forestops import contract
 from forestops.config import Settings
 from forestops.ui.csv_input import EXAMPLE_CSV
 from forestops.ui.i18n import TEXT
-from forestops.webserver import free_port
+from forestops.webserver import BackgroundServer, free_port
 from support.training_data import course_rows
 
 
@@ -315,3 +316,22 @@ def test_services_that_refuse_connections_become_sentences(
     for page in ("home", "analytics", "model"):
         said = " ".join(_texts(open_page(page), "error"))
         assert "cannot be read right now" in said, (page, said)
+
+
+def test_the_ui_presents_the_configured_api_key(
+    ui_env: UiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forestops.serving.app import create_app
+
+    keyed = ui_env.settings.model_copy(update={"api_keys": (SecretStr("s3cret"),)})
+    with BackgroundServer(create_app(keyed, holder=ui_env.api.state.holder)) as service:
+        monkeypatch.setenv("INFERENCE_API_URL", service.url)
+        refused = open_page("predict")
+        refused.button(key="single_predict").click().run()
+        assert "refused the UI's API key" in " ".join(_texts(refused, "error"))
+
+        monkeypatch.setenv("API_KEYS", "s3cret")  # the UI sends the first of the service's keys
+        allowed = open_page("predict")
+        allowed.button(key="single_predict").click().run()
+        assert not allowed.error, _texts(allowed, "error")
+        assert "Predicted cover type" in " ".join(_texts(allowed, "success"))

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +31,7 @@ class UiStack:
     settings: Settings
     api_url: str
     quarantine_reasons: tuple[str, ...]
+    api: Any  # the inference FastAPI app, whose model holder a second service can share
 
     def env(self) -> dict[str, str]:
         return {

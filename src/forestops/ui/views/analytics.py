@@ -102,9 +102,9 @@ def _feature_by_class(sample: pd.DataFrame) -> None:
         opacity=0.65,
         nbins=50,
         title=t("feature_by_class", feature=feature_label(feature)),
-        labels={feature: feature_label(feature), "class": t("cover_type"), "count": t("rows")},
+        labels={feature: feature_label(feature), "class": t("cover_type")},
     )
-    figure.update_layout(**LAYOUT)
+    figure.update_layout(yaxis_title_text=t("rows"), **LAYOUT)
     st.plotly_chart(figure, key="feature_by_class")
 
 
