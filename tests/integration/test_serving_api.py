@@ -94,6 +94,7 @@ def test_predict_batch_matches_the_pyfunc_model(
     assert (body["model_name"], body["model_version"]) == ("forest-cover", "1")
     served = holder.current
     assert served is not None
+    assert served.predict != served.model.predict_proba_arrays  # the Booster shortcut is in use
     expected = served.model.predict(None, pd.DataFrame(rows))
     got = np.array([p["probabilities"] for p in body["predictions"]])
     np.testing.assert_allclose(got, expected[list(PROBABILITY_COLUMNS)].to_numpy(), atol=1e-12)

@@ -6,8 +6,8 @@ contract-generated pydantic model decides; a plainly clean batch is checked in b
 with orjson. No
 DataFrame, no disk, no MLflow call; the model object is read once from the holder, so a reload
 mid-request cannot change the model under it. Small requests run on the event loop (a thread hop
-costs more than the model); batches go to the thread pool so one big request cannot stall the
-others.
+costs more than the model); batches go to the thread pool, split across `INFERENCE_THREADS`
+single-threaded model calls, so one big request neither stalls the others nor leaves a core idle.
 
 Status codes beyond the obvious: 422 names the record index and field (`loc`:
 `["body", <index>, <field>]` for an array, `["body", <field>]` for a single object); 413 for a
@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio
+import numpy as np
 import orjson
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile, status
 from fastapi.exceptions import RequestValidationError
@@ -37,7 +38,7 @@ from forestops import __version__, contract
 from forestops.config import Settings, get_settings
 from forestops.serving.auth import make_guards
 from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
-from forestops.serving.decode import records_to_arrays
+from forestops.serving.decode import Arrays, records_to_arrays
 from forestops.serving.holder import ModelHolder, RefreshResult, ServedModel, trained_at_iso
 from forestops.serving.metrics import MetricsMiddleware, ServiceMetrics
 from forestops.serving.schemas import (
@@ -52,6 +53,7 @@ from forestops.serving.schemas import (
 )
 
 _INLINE_MAX_ROWS = 32  # above this, the model runs in the thread pool
+_MIN_SLICE_ROWS = 256  # smaller slices cost more in thread hand-offs than they save
 _RELOAD_STATUS = {"swapped": 200, "unchanged": 200, "refused": 409, "missing": 404, "failed": 502}
 _LINEAGE_PREFIXES = ("forestops.", "mlflow.source.")
 _VALIDATION_ERROR = {  # FastAPI documents 422 only for parameters it parses itself
@@ -199,12 +201,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             arrays = records_to_arrays(items, records_adapter)
         except ValidationError as error:
             raise RequestValidationError(_body_errors(error, single)) from None
-        if len(items) <= _INLINE_MAX_ROWS:
-            probabilities = served.model.predict_proba_arrays(*arrays)
-        else:
-            probabilities = await anyio.to_thread.run_sync(
-                served.model.predict_proba_arrays, *arrays
-            )
+        probabilities = await _predict(served, arrays, settings.inference_threads)
         labels = probabilities.argmax(axis=1)
         metrics.count_predictions(labels)
         names = contract.CLASS_NAMES
@@ -242,9 +239,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
 
         def score() -> str:
             parsed = parse_csv(data, settings.max_batch_rows)
-            probabilities = served.model.predict_proba_arrays(
-                parsed.numeric, parsed.area, parsed.soil
-            )
+            probabilities = served.predict(parsed.numeric, parsed.area, parsed.soil)
             metrics.count_predictions(probabilities.argmax(axis=1))
             return render_csv(parsed, probabilities)
 
@@ -290,6 +285,26 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _predict(served: ServedModel, arrays: Arrays, threads: int) -> np.ndarray:
+    """Small requests inline; batches split into up to `threads` slices predicted in parallel
+    (model calls release the GIL), so one big request uses every core."""
+    rows = len(arrays[0])
+    if rows <= _INLINE_MAX_ROWS:
+        return served.predict(*arrays)
+    parts = max(1, min(threads, rows // _MIN_SLICE_ROWS))
+    bounds = np.linspace(0, rows, parts + 1, dtype=np.int64)
+    results: list[np.ndarray] = [np.empty(0)] * parts
+
+    async def run(index: int) -> None:
+        numeric, area, soil = (a[bounds[index] : bounds[index + 1]] for a in arrays)
+        results[index] = await anyio.to_thread.run_sync(served.predict, numeric, area, soil)
+
+    async with anyio.create_task_group() as group:
+        for index in range(parts):
+            group.start_soon(run, index)
+    return np.concatenate(results)
 
 
 def _parse_records(body: bytes, max_rows: int) -> tuple[list[Any], bool]:

@@ -1,0 +1,38 @@
+"""The function the service calls per request: the model's array fast path, made leaner still
+for the estimators where a wrapper costs more than the trees.
+
+LightGBM's sklearn wrapper introspects its own parameters and re-validates the input on every
+`predict_proba` call: ~1.5 ms per call measured here, against ~0.14 ms for `Booster.predict` on
+the same row of a 322-tree champion. For a LGBMClassifier that knows all seven classes the
+service therefore encodes with the model's own encoder and asks the booster directly, one
+thread per call (the service parallelises across calls). Everything else uses
+`ForestCoverModel.predict_proba_arrays` unchanged. The holder's smoke test compares whatever
+this returns with the pyfunc predict path before a model is ever served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from forestops import contract
+from forestops.modeling.package import ForestCoverModel
+
+Predict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def make_predictor(model: ForestCoverModel) -> Predict:
+    from lightgbm import LGBMClassifier
+
+    estimator = model.estimator
+    complete = np.array_equal(getattr(estimator, "classes_", ()), contract.CLASS_IDS)
+    if not (isinstance(estimator, LGBMClassifier) and complete):
+        return model.predict_proba_arrays
+    booster = estimator.booster_
+    encode = model.encoder.encode_arrays
+
+    def predict(numeric: np.ndarray, area: np.ndarray, soil: np.ndarray) -> np.ndarray:
+        return np.asarray(booster.predict(encode(numeric, area, soil), num_threads=1))
+
+    return predict
