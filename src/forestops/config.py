@@ -7,6 +7,7 @@ The defaults give the embedded shape (SQLite, local MLflow, local artifact folde
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -85,6 +86,11 @@ class Settings(BaseSettings):
     model_poll_interval_s: float = Field(60.0, ge=0, description="0 disables polling")
     model_startup_wait_s: float = Field(
         30.0, ge=0, description="Start-up wait for the tracking server before serving the cache"
+    )
+    inference_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Threads one large batch is split across (each model call is single-threaded)",
     )
 
     # --- web UI ------------------------------------------------------------------------------
