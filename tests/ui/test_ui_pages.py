@@ -335,3 +335,26 @@ def test_the_ui_presents_the_configured_api_key(
         allowed.button(key="single_predict").click().run()
         assert not allowed.error, _texts(allowed, "error")
         assert "Predicted cover type" in " ".join(_texts(allowed, "success"))
+
+
+def test_a_service_without_a_model_yet_is_explained(
+    ui_env: UiStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The first minutes of `make up`: the service runs, nothing has been trained yet."""
+    from forestops.serving.app import create_app
+
+    empty = Settings(
+        forestops_home=tmp_path / "fresh",
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'fresh-mlflow.db'}",
+        model_startup_wait_s=0,
+        model_poll_interval_s=0,
+    )
+    with BackgroundServer(create_app(empty)) as service:
+        monkeypatch.setenv("INFERENCE_API_URL", service.url)
+        app = open_page("predict")
+        assert "has no model yet" in " ".join(_texts(app, "warning"))
+        app.button(key="single_predict").click().run()
+        assert "has no model to serve yet" in " ".join(_texts(app, "warning"))
+        home = open_page("home")
+        assert _metric(home, "Inference API") == "no model"
+        assert "has no model yet" in " ".join(_texts(home, "warning"))

@@ -37,7 +37,12 @@ def _model_figures() -> None:
             score = (served.get("metrics") or {}).get("accuracy")
             accuracy.metric(t("accuracy"), f"{score:.1%}" if score is not None else "—")
         return
-    st.warning(t("home_api_down"), icon=":material/cloud_off:")
+    if health.reachable:
+        st.warning(
+            t("predict_no_model", detail=health.detail or ""), icon=":material/hourglass_empty:"
+        )
+    else:
+        st.warning(t("home_api_down"), icon=":material/cloud_off:")
     with guard("mlflow"):
         champion = registry.champion(settings)
         if champion is None:
