@@ -12,6 +12,9 @@ AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
 # other shared package is resolved to requirements.lock's version (tests/integration/test_compose_images.py).
 AIRFLOW_OWN_PINS := fastapi
 
+# The real-browser UI test drives Debian's chromium (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: up test install lint typecheck pytest lock clean airflow-install airflow-test lock-airflow
 
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -43,7 +46,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium at $(CHROMIUM) for the UI browser test" >&2; exit 1; }
+	apt-get update -qq && apt-get install -y -qq chromium
+
+pytest: install $(CHROMIUM)
 	$(BIN)/pytest
 
 # the DAG tests: Airflow's own pytest; they start the data API and the inference service from .venv
