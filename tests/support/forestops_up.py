@@ -51,6 +51,7 @@ def tiny_stack_env(dataset: Path, **overrides: str) -> dict[str, str]:
         "LIGHTGBM_MAX_ROUNDS": "10",
         "TRAIN_MIN_ROWS": "200",
         "SHUTDOWN_GRACE_S": "5",
+        "PYTHONFAULTHANDLER": "1",  # a hang at shutdown shows where every thread was
     }
     env.update(overrides)
     return env
@@ -131,7 +132,12 @@ class UpProcess:
     def interrupt(self, signum: int, timeout: float) -> int:
         """Signal `up` like a terminal does (its foreground group) and wait for it to exit."""
         os.killpg(self.process.pid, signum)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: dumps every thread
+            self.process.wait(10)
+            raise
 
     def __enter__(self) -> UpProcess:
         return self

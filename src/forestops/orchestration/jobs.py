@@ -60,6 +60,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = JOBS[name](get_settings())
+    except KeyboardInterrupt as stop:
+        outcome = {"status": "error", "error": f"interrupted ({stop}) before it finished"}
     except Exception as error:
         if not isinstance(error, SourceError):
             log.exception("%s failed", name)

@@ -99,6 +99,10 @@ class EmbeddedStack:
             self._url(settings.mlflow_port) if self._local_mlflow else settings.mlflow_url
         )
         self._start_ui = settings.up_start_ui and ui_available
+        # What this process's own clients (the reload call) must use, as the children do.
+        self.settings = settings.model_copy(
+            update={"inference_api_url": self.inference_url, "mlflow_url": self.mlflow_url}
+        )
         self._servers: list[BackgroundServer] = []
         self._services: list[Service] = []
         self._runner: JobRunner | None = None
