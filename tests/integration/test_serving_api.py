@@ -104,6 +104,23 @@ def test_predict_batch_matches_the_pyfunc_model(
     ].tolist()
 
 
+def test_large_batch_split_across_threads_keeps_record_order(
+    store: ChampionStore, holder: ModelHolder, rows: list[dict[str, Any]]
+) -> None:
+    import pandas as pd
+
+    batch = [row for _ in range(8) for row in rows]  # 800 records -> 3 slices of ~267
+    settings = store.settings.model_copy(update={"inference_threads": 3})
+    with TestClient(create_app(settings, holder)) as threaded:
+        body = threaded.post("/predict", json=batch).json()
+    served = holder.current
+    assert served is not None
+    assert served.model.estimator.n_jobs == 1  # one thread per model call
+    expected = served.model.predict(None, pd.DataFrame(batch))[list(PROBABILITY_COLUMNS)]
+    got = np.array([p["probabilities"] for p in body["predictions"]])
+    np.testing.assert_allclose(got, expected.to_numpy(), atol=1e-12)
+
+
 def test_predict_single_record_with_course_names_and_aliases(
     client: TestClient, rows: list[dict[str, Any]]
 ) -> None:
