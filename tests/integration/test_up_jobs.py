@@ -1,7 +1,8 @@
-"""Shutdown of a running job tick: real ingestion children against a real, slow data API.
+"""Shutdown of running job ticks: real ingestion children against real, slow data APIs.
 
 On Ctrl-C a running ingestion first gets the grace period to finish (its batch commits or
-nothing does); a second Ctrl-C stops it at once, and the tick says it was interrupted.
+nothing does); a second Ctrl-C stops it at once, and its tick says it was interrupted. Both
+cases run side by side in one test: each child costs seconds of imports.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import anyio
@@ -21,74 +23,38 @@ from forestops.source import protocol
 from forestops.webserver import BackgroundServer
 
 
-def slow_finished_source(delay_s: float, asked: threading.Event) -> FastAPI:
+class SlowFinishedSource:
     """A data API that takes `delay_s` to say every batch was already collected."""
-    app = FastAPI()
 
-    @app.get("/data")
-    async def data(group_number: int) -> None:
-        asked.set()
-        await anyio.sleep(delay_s)
-        raise HTTPException(400, protocol.all_collected_detail(group_number, 10))
+    def __init__(self, delay_s: float) -> None:
+        self.asked = threading.Event()
+        self.app = FastAPI()
 
-    return app
-
-
-ASKED = threading.Event()
+        @self.app.get("/data")
+        async def data(group_number: int) -> None:
+            self.asked.set()
+            await anyio.sleep(delay_s)
+            raise HTTPException(400, protocol.all_collected_detail(group_number, 10))
 
 
-@pytest.fixture
-def slow_source(request: pytest.FixtureRequest) -> Iterator[str]:
-    ASKED.clear()
-    with BackgroundServer(slow_finished_source(request.param, ASKED)) as server:
-        yield server.url
+class Tick:
+    """One ingestion tick on its own thread, as APScheduler runs it."""
 
+    def __init__(self, home: Path, source_url: str) -> None:
+        env = {
+            "FORESTOPS_HOME": str(home),
+            "SOURCE_API_BASE_URL": source_url,
+            "SOURCE_RETRIES": "1",
+            "SOURCE_TIMEOUT_S": "600",
+        }
+        self.runner = JobRunner(env, logging.INFO)
+        self.results: list[TickResult | None] = []
+        target = lambda: self.results.append(self.runner.run("ingest"))  # noqa: E731
+        threading.Thread(target=target, daemon=True).start()
 
-def start_tick(runner: JobRunner) -> list[TickResult | None]:
-    """Run one ingestion tick on a thread, as APScheduler does; wait until it is fetching."""
-    results: list[TickResult | None] = []
-    threading.Thread(target=lambda: results.append(runner.run("ingest")), daemon=True).start()
-    until(ASKED.is_set)
-    return results
-
-
-def runner_for(home: Path, source_url: str) -> JobRunner:
-    env = {
-        "FORESTOPS_HOME": str(home),
-        "SOURCE_API_BASE_URL": source_url,
-        "SOURCE_RETRIES": "1",
-        "SOURCE_TIMEOUT_S": "600",
-    }
-    return JobRunner(env, logging.INFO)
-
-
-@pytest.mark.parametrize("slow_source", [3.0], indirect=True)
-def test_shutdown_lets_a_running_job_finish(home: Path, slow_source: str) -> None:
-    runner = runner_for(home, slow_source)
-    results = start_tick(runner)
-
-    runner.stop(grace_s=300, hurry=threading.Event())
-
-    assert runner.run("ingest") is None  # no new tick once stopping
-    until(lambda: bool(results))
-    result = results[0]
-    assert result is not None and result.ok, result
-    assert result.status == "all_collected"
-
-
-@pytest.mark.parametrize("slow_source", [600.0], indirect=True)
-def test_a_second_ctrl_c_stops_a_running_job_at_once(home: Path, slow_source: str) -> None:
-    runner = runner_for(home, slow_source)
-    results = start_tick(runner)
-    hurry = threading.Event()
-    hurry.set()
-
-    runner.stop(grace_s=300, hurry=hurry)
-
-    until(lambda: bool(results))
-    result = results[0]
-    assert result is not None and not result.ok
-    assert result.message == "interrupted (stopped by SIGTERM) before it finished"
+    def result(self) -> TickResult | None:
+        until(lambda: bool(self.results))
+        return self.results[0]
 
 
 def until(condition: Callable[[], bool], timeout: float = 120) -> None:
@@ -96,3 +62,29 @@ def until(condition: Callable[[], bool], timeout: float = 120) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+@pytest.mark.usefixtures("home")
+def test_shutdown_waits_for_a_running_job_unless_hurried(tmp_path: Path) -> None:
+    # Were the second Ctrl-C ignored, the stuck tick would outlast pytest's timeout.
+    quick, stuck = SlowFinishedSource(delay_s=3), SlowFinishedSource(delay_s=7200)
+    with ExitStack() as stack:
+        quick_url = stack.enter_context(BackgroundServer(quick.app)).url
+        stuck_url = stack.enter_context(BackgroundServer(stuck.app)).url
+        patient = Tick(tmp_path / "patient", quick_url)
+        hurried = Tick(tmp_path / "hurried", stuck_url)
+        until(lambda: quick.asked.is_set() and stuck.asked.is_set())  # both are fetching
+
+        patient.runner.stop(grace_s=300, hurry=threading.Event())
+        second_ctrl_c = threading.Event()
+        second_ctrl_c.set()
+        hurried.runner.stop(grace_s=3600, hurry=second_ctrl_c)
+
+        finished = patient.result()
+        assert finished is not None and finished.ok, finished
+        assert finished.status == "all_collected"
+        assert patient.runner.run("ingest") is None  # no new tick once stopping
+
+        interrupted = hurried.result()
+        assert interrupted is not None and not interrupted.ok
+        assert interrupted.message == "interrupted (stopped by SIGTERM) before it finished"

@@ -11,12 +11,11 @@ import socket
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
 from forestops.config import Settings
 from forestops.webserver import free_port
-from support.forestops_up import FORESTOPS, UpProcess, tiny_stack_env, write_subset
+from support.forestops_up import FORESTOPS, UpProcess, tiny_stack_env, wait_http_ok, write_subset
 
 
 def prefill(settings: Settings, batches: int) -> None:
@@ -58,9 +57,8 @@ def test_failing_and_crashing_jobs_do_not_stop_the_others(
 
         # Still no champion: the next ingestion tick retries the training, which succeeds.
         up.wait_for(r"train trained \([\d.]+ s\): trained on", timeout=180)
-        inference = up.url("INFERENCE_PORT")
-        up.wait_for(r"inference now serves model version 1", timeout=60)
-        assert httpx.get(f"{inference}/health", timeout=10).status_code == 200
+        health = wait_http_ok(f"{up.url('INFERENCE_PORT')}/health", timeout=60)
+        assert health.json()["model_version"] == "1"
         assert up.process.poll() is None
 
         assert up.interrupt(signal.SIGINT, timeout=30) == 0

@@ -67,6 +67,26 @@ def test_stop_sends_sigterm_first() -> None:
     assert child.stop() == -signal.SIGTERM
 
 
+def test_a_service_stopping_gracefully_gets_sigterm_only_once() -> None:
+    """uvicorn (the MLflow UI) takes a second SIGTERM as "skip the graceful shutdown"."""
+    code = (
+        "import signal, sys, time\n"
+        "def term(*_):\n"
+        "    print('TERM', flush=True)\n"
+        "signal.signal(signal.SIGTERM, term)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = Child("graceful", [PY, "-c", code], {}).start()
+    wait_until(lambda: "ready" in child.tail)
+
+    child.terminate()
+    wait_until(lambda: "TERM" in child.tail)
+    child.stop(timeout=1)
+
+    assert list(child.tail).count("TERM") == 1
+
+
 def test_descendants_left_behind_by_a_finished_child_are_swept() -> None:
     child = Child("deserter", [PY, "-c", DESERTER], {}).start()
     grandchild = grandchild_pid(child)

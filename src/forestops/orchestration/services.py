@@ -8,7 +8,6 @@ port taken by another program shows up in the log every few minutes instead of f
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -71,8 +70,8 @@ class Service:
         """SIGTERM now, without waiting: services stop while the jobs finish."""
         with self._lock:
             self._stopping = True
-            if self._child is not None and self._child.poll() is None:
-                self._child.signal(signal.SIGTERM)
+            if self._child is not None:
+                self._child.terminate()
 
     def stop(self, timeout: float = TERM_TIMEOUT_S) -> None:
         with self._lock:

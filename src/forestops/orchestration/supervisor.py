@@ -66,6 +66,7 @@ class Child:
         self._process: subprocess.Popen[str] | None = None
         self._relay: threading.Thread | None = None
         self.started_at = 0.0
+        self._terminated = False
 
     @property
     def pid(self) -> int:
@@ -131,10 +132,15 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signum)
 
+    def terminate(self) -> None:
+        """SIGTERM the group, once: servers such as uvicorn take a second one as "exit now"."""
+        if not self._terminated and self.poll() is None:
+            self._terminated = True
+            self.signal(signal.SIGTERM)
+
     def stop(self, timeout: float = TERM_TIMEOUT_S) -> int:
         """SIGTERM the group, SIGKILL it after `timeout` seconds; returns the exit code."""
-        if self.poll() is None:
-            self.signal(signal.SIGTERM)
+        self.terminate()
         returncode = self.wait(timeout)
         if returncode is None:
             self._log.warning("did not exit %.0f s after SIGTERM: sending SIGKILL", timeout)
