@@ -49,6 +49,23 @@ class Settings(BaseSettings):
     min_update_time_s: float = Field(300.0, ge=0, description="Built-in data API batch window")
     sample_fraction: float = Field(0.1, gt=0, le=1, description="Built-in data API share per call")
 
+    # --- harvesting a batch (pipeline.harvest) ------------------------------------------------
+    ingest_harvest: bool = Field(
+        True,
+        description="Scheduled ingestion (`up`, the Airflow data DAG, `run`) harvests each batch "
+        "with repeated calls instead of taking one sample of it",
+    )
+    harvest_stop_new_share: float = Field(
+        0.02, gt=0, lt=1, description="Stop once new rows fall under this share of recent samples"
+    )
+    harvest_window: int = Field(5, ge=1, description="Recent samples the new-row share is taken over")
+    harvest_time_budget_s: float | None = Field(
+        None, gt=0, description="Longest harvest run; default 0.9 x MIN_UPDATE_TIME_S (the window)"
+    )
+    harvest_min_interval_s: float = Field(
+        2.0, ge=0, description="Least time between two calls to the data API (politeness)"
+    )
+
     # --- MLflow and the registry ---------------------------------------------------------------
     mlflow_tracking_uri: str = Field("", description="Default sqlite:///<home>/mlflow.db")
     mlflow_enable_model_registry: bool = True
@@ -64,7 +81,7 @@ class Settings(BaseSettings):
         0.1, gt=0, lt=0.9, description="Held-out share; 0.1 of ~300k rows is ~30k evaluation rows"
     )
     train_seed: int = 42
-    svc_max_rows: int = Field(20_000, ge=100, description="SVC is quadratic: bounded subsample")
+    svc_max_rows: int = Field(10_000, ge=100, description="SVC is quadratic: bounded subsample")
     logreg_max_rows: int = Field(100_000, ge=100)
     random_forest_trees: int = Field(60, ge=1)
     random_forest_max_rows: int = Field(150_000, ge=100)
@@ -92,6 +109,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Threads one large batch is split across (each model call is single-threaded)",
     )
+
+    # --- monitoring --------------------------------------------------------------------------
+    prediction_log_enabled: bool = Field(
+        True, description="The inference service records every served record in prediction_log"
+    )
+    prediction_log_capacity: int = Field(
+        100_000, ge=1, description="Records held in memory while the database lags; beyond: dropped"
+    )
+    monitor_interval_s: float = Field(3600.0, gt=0, description="Embedded scheduler's monitor job")
+    monitor_window_s: float = Field(3600.0, gt=0, description="Served inputs the monitor compares")
+    monitor_min_rows: int = Field(200, ge=1, description="Fewer rows in a sample: not judged")
+    monitor_psi_threshold: float = Field(0.2, gt=0, description="PSI above this is drift")
+    monitor_accuracy_drop: float = Field(
+        0.05, gt=0, lt=1, description="Alert when live accuracy falls this far below training's"
+    )
+    notify_webhook_url: str = Field("", description="Slack-compatible webhook; unset: no messages")
+    notify_timeout_s: float = Field(5.0, gt=0)
 
     # --- web UI ------------------------------------------------------------------------------
     ui_host: str = Field(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.candidates import CANDIDATES, build_candidates, stratified_split
 from forestops.modeling.features import frame_to_arrays
-from forestops.modeling.package import ForestCoverModel
+from forestops.modeling.package import PROBABILITY_COLUMNS, ForestCoverModel
 from support.training_data import course_rows
 
 TINY = {
@@ -81,8 +84,10 @@ def test_every_candidate_is_encoder_then_model_and_serves_exactly(
     assert [step for step, _ in fitted.pipeline.steps] == ["encode", "model"]
     # The serving fast path runs the encoder, then the "model" step: a scaler must live inside it.
     features = rows.loc[:100, list(contract.FEATURE_NAMES)]
-    fast = ForestCoverModel(fitted.pipeline).predict_proba_arrays(*frame_to_arrays(features))
-    np.testing.assert_allclose(fast, fitted.pipeline.predict_proba(features), rtol=1e-9)
+    model = ForestCoverModel(fitted.pipeline)
+    fast = model.predict_proba_arrays(*frame_to_arrays(features))
+    pyfunc = model.predict(None, features).loc[:, list(PROBABILITY_COLUMNS)].to_numpy()
+    np.testing.assert_allclose(fast, pyfunc, rtol=1e-9)
     assert fitted.params["candidate"] == name
     assert fitted.params["fit_rows"] <= len(rows)
     assert all(v is None or isinstance(v, str | int | float | bool) for v in fitted.params.values())
@@ -132,3 +137,27 @@ def test_lightgbm_time_budget_ends_boosting(rows: pd.DataFrame) -> None:
     assert fitted.params["best_iteration"] == 1
     booster = fitted.pipeline.named_steps["model"].booster_
     assert booster.current_iteration() == 1
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_batch_jobs_make_openmp_threads_passive_unless_told_otherwise(
+    preset: str | None, expected: str
+) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = "import os, forestops.pipeline; print(os.environ['OMP_WAIT_POLICY'])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == expected
+
+
+def test_svc_leaves_out_a_class_too_rare_to_calibrate(rows: pd.DataFrame) -> None:
+    rare = pd.concat([rows[rows[contract.LABEL] != 3], rows[rows[contract.LABEL] == 3].head(2)])
+    fitted = _fit("svc", rare, svc_max_rows=100_000)
+    assert fitted.params["classes_left_out"] == "3"
+    probabilities = ForestCoverModel(fitted.pipeline).predict_proba_arrays(
+        *frame_to_arrays(rare.loc[:, list(contract.FEATURE_NAMES)].head(5))
+    )
+    assert probabilities.shape == (5, 7) and not probabilities[:, 3].any()
