@@ -198,6 +198,27 @@ def serve(
 
 
 @app.command()
+def monitor(
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Compare recent served inputs and new batches with the champion's training data (drift,
+    prediction shift, live accuracy); store the report, notify on an alert. Exit code 3 on an
+    alert, so a cron job or CI step can act on it."""
+    from mlflow.exceptions import MlflowException
+
+    from forestops.pipeline.monitor import monitor as run_monitor
+
+    try:
+        report = run_monitor(get_settings())
+    except MlflowException as error:
+        typer.echo(f"monitor failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    _echo_result(report.to_dict(), report.summary(), as_json)
+    if report.alert:
+        raise typer.Exit(3)
+
+
+@app.command()
 def up(ctx: typer.Context) -> None:
     """The whole platform on this machine: data API, ingestion and training jobs, inference
     service, web UI and MLflow UI, in one process tree. Ctrl-C stops all of it."""

@@ -47,7 +47,18 @@ def train(settings: Settings) -> dict[str, Any]:
     }
 
 
-JOBS: dict[str, Callable[[Settings], dict[str, Any]]] = {"ingest": ingest, "train": train}
+def monitor(settings: Settings) -> dict[str, Any]:
+    from forestops.pipeline.monitor import monitor as run_monitor
+
+    report = run_monitor(settings)
+    return {"status": report.status, "summary": report.summary(), "alert": report.alert}
+
+
+JOBS: dict[str, Callable[[Settings], dict[str, Any]]] = {
+    "ingest": ingest,
+    "train": train,
+    "monitor": monitor,
+}
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -30,6 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from forestops.config import Settings
 from forestops.orchestration.supervisor import Child, describe_exit
+from forestops.pipeline.notify import notify
 
 log = logging.getLogger("forestops.scheduler")
 
@@ -42,6 +43,7 @@ class TickResult:
     message: str  # the result's summary() or the reason of the failure
     seconds: float
     champion_changed: bool = False
+    alert: bool = False  # a monitor tick that found drift or an accuracy drop
 
 
 class JobRunner:
@@ -82,7 +84,8 @@ class JobRunner:
         if returncode != 0:
             return TickResult(job, False, outcome["status"], outcome["error"], seconds)
         changed = bool(outcome.get("champion_changed"))
-        return TickResult(job, True, outcome["status"], outcome["summary"], seconds, changed)
+        alert = bool(outcome.get("alert"))
+        return TickResult(job, True, outcome["status"], outcome["summary"], seconds, changed, alert)
 
     def stop(self, grace_s: float, hurry: threading.Event) -> None:
         """No new ticks; running ones get `grace_s` to finish (less if `hurry` is set), then SIGTERM."""
@@ -117,6 +120,7 @@ class EmbeddedScheduler:
         has_champion: Callable[[], bool],
         on_new_champion: Callable[[], None],
     ) -> None:
+        self._settings = settings
         self._runner = runner
         self._has_champion = has_champion
         self._on_new_champion = on_new_champion
@@ -135,6 +139,11 @@ class EmbeddedScheduler:
             self._train_tick,
             IntervalTrigger(seconds=settings.train_interval_s, start_date=now),
             id="train",
+        )
+        self._scheduler.add_job(
+            self._monitor_tick,
+            IntervalTrigger(seconds=settings.monitor_interval_s, start_date=now),
+            id="monitor",
         )
 
     def every(self, seconds: float, func: Callable[[], None], job_id: str) -> None:
@@ -174,8 +183,18 @@ class EmbeddedScheduler:
         if result.champion_changed:
             self._on_new_champion()
 
+    def _monitor_tick(self) -> None:
+        """A drift or accuracy alert retrains now (the monitor job already notified)."""
+        result = self._runner.run("monitor")
+        if result is None:
+            return
+        self._report(result)
+        if result.alert and not self._runner.is_running("train"):
+            log.info("monitor alert: training now")
+            self._scheduler.modify_job("train", next_run_time=datetime.now(UTC))
+
     def _report(self, result: TickResult) -> None:
-        """The one-line status of a tick."""
+        """The one-line status of a tick; a failed tick is also a notification."""
         job = self._scheduler.get_job(result.job)
         upcoming = job.next_run_time.astimezone().strftime("%H:%M:%S") if job else "never"
         if result.ok:
@@ -195,3 +214,4 @@ class EmbeddedScheduler:
                 result.message,
                 upcoming,
             )
+            notify(self._settings, f"{result.job} job failed: {result.message}")

@@ -43,6 +43,7 @@ from forestops.pipeline.evaluate import (
     predict_probabilities,
     report_text,
 )
+from forestops.pipeline.notify import notify
 from forestops.pipeline.promote import register_and_gate
 from forestops.pipeline.status import write_latest_model
 from forestops.store.reads import TrainingData, TrainingLineage, training_frame
@@ -171,6 +172,8 @@ def train(settings: Settings) -> TrainResult:
     metrics = client.get_run(best.run_id).data.metrics
     write_latest_model(settings, _status_payload(settings, result, outcome, metrics, started))
     log.info(result.summary())
+    if result.champion_changed:
+        notify(settings, f"new champion {settings.model_name} {result.champion_version}: {message}")
     return result
 
 
@@ -304,7 +307,7 @@ def _run_candidate(
         },
     ) as run:
         split.log_inputs()
-        log.info("fitting %s on %s rows", candidate.name, f"{len(split.train_labels):,}")
+        log.info("fitting %s", candidate.name)
         fitted = candidate.fit(split.train_features, split.train_labels, settings.train_seed)
         model = ForestCoverModel(fitted.pipeline)
         probabilities, predict_seconds = predict_probabilities(
@@ -336,11 +339,12 @@ def _run_candidate(
         run_id=run.info.run_id,
     )
     log.info(
-        "%s: accuracy %.4f, macro-F1 %.4f, fit %.1f s",
+        "%s: accuracy %.4f, macro-F1 %.4f, fit %.1f s on %s rows",
         score.name,
         score.accuracy,
         score.macro_f1,
         score.fit_seconds,
+        f"{fitted.params['fit_rows']:,}",
     )
     return score, info.model_uri
 

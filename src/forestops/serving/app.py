@@ -21,6 +21,8 @@ not be asked.
 from __future__ import annotations
 
 import math
+import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -41,6 +43,8 @@ from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render
 from forestops.serving.decode import Arrays, records_to_arrays
 from forestops.serving.holder import ModelHolder, RefreshResult, ServedModel, trained_at_iso
 from forestops.serving.metrics import MetricsMiddleware, ServiceMetrics
+from forestops.serving.monitoring_gauges import MonitoringCollector
+from forestops.serving.prediction_log import PredictionLogger
 from forestops.serving.schemas import (
     ErrorDetail,
     ForestRecord,
@@ -51,6 +55,7 @@ from forestops.serving.schemas import (
     class_schema,
     feature_schema,
 )
+from forestops.store.database import get_engine
 
 _INLINE_MAX_ROWS = 32  # above this, the model runs in the thread pool
 _MIN_SLICE_ROWS = 256  # smaller slices cost more in thread hand-offs than they save
@@ -80,6 +85,7 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or invalid API key",
         403: "A valid key that is not the admin key",
         413: "Body larger than MAX_BODY_BYTES, or more records than MAX_BATCH_ROWS",
+        415: "A body that is not sent as application/json",
         503: "No model loaded yet",
     }
     return {code: {"model": ErrorDetail, "description": reasons[code]} for code in codes}
@@ -115,13 +121,24 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     records_adapter: TypeAdapter[list[BaseModel]] = TypeAdapter(list[ForestRecord])  # type: ignore[valid-type]
     features = feature_schema()
     classes = class_schema()
+    engine = get_engine(settings.database_url)
+    prediction_logger = (
+        PredictionLogger(engine, metrics.registry, settings.prediction_log_capacity)
+        if settings.prediction_log_enabled
+        else None
+    )
+    metrics.registry.register(MonitoringCollector(engine))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(model_holder.start)
+        if prediction_logger:
+            prediction_logger.start()
         try:
             yield
         finally:
+            if prediction_logger:
+                await anyio.to_thread.run_sync(prediction_logger.stop)
             if own_holder:
                 await anyio.to_thread.run_sync(model_holder.stop)
 
@@ -133,6 +150,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         max_body_size=settings.max_body_bytes,
     )
     app.state.holder = model_holder
+    app.state.prediction_logger = prediction_logger
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     def served_model() -> ServedModel:
@@ -142,6 +160,23 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 status.HTTP_503_SERVICE_UNAVAILABLE, f"no model loaded: {model_holder.problem}"
             )
         return served
+
+    def log_records(
+        request_id: str | None,
+        served: ServedModel,
+        arrays: Arrays,
+        probabilities: np.ndarray,
+        started: float,
+    ) -> None:
+        if prediction_logger:
+            prediction_logger.record(
+                request_id or uuid.uuid4().hex,
+                served.ref.version or served.ref.run_id,
+                arrays,
+                probabilities.argmax(axis=1),
+                probabilities.max(axis=1),
+                (time.perf_counter() - started) * 1000,
+            )
 
     @app.get(
         "/health",
@@ -189,13 +224,15 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     @app.post(
         "/predict",
         response_model=PredictResponse,
-        responses={**_error_responses(401, 413, 503), 422: _VALIDATION_ERROR},
+        responses={**_error_responses(401, 413, 415, 503), 422: _VALIDATION_ERROR},
         dependencies=[Depends(require_client)],
         openapi_extra=_predict_body_schema(settings),
         summary="Classify one record (a JSON object) or a batch (a JSON array of records)",
     )
     async def predict(request: Request) -> Response:
+        started = time.perf_counter()
         served = served_model()
+        _require_json(request.headers.get("content-type"))
         items, single = _parse_records(await request.body(), settings.max_batch_rows)
         try:
             arrays = records_to_arrays(items, records_adapter)
@@ -204,6 +241,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         probabilities = await _predict(served, arrays, settings.inference_threads)
         labels = probabilities.argmax(axis=1)
         metrics.count_predictions(labels)
+        log_records(request.headers.get("x-request-id"), served, arrays, probabilities, started)
         names = contract.CLASS_NAMES
         payload = {
             "model_name": served.model_name,
@@ -238,9 +276,12 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         data = await file.read()
 
         def score() -> str:
+            started = time.perf_counter()
             parsed = parse_csv(data, settings.max_batch_rows)
             probabilities = served.predict(parsed.numeric, parsed.area, parsed.soil)
             metrics.count_predictions(probabilities.argmax(axis=1))
+            arrays = (parsed.numeric, parsed.area, parsed.soil)
+            log_records(None, served, arrays, probabilities, started)
             return render_csv(parsed, probabilities)
 
         try:
@@ -305,6 +346,19 @@ async def _predict(served: ServedModel, arrays: Arrays, threads: int) -> np.ndar
         for index in range(parts):
             group.start_soon(run, index)
     return np.concatenate(results)
+
+
+def _require_json(content_type: str | None) -> None:
+    """The body is read raw (for speed), which skips FastAPI's strict Content-Type check: do it
+    here. A browser sends text/plain or a form cross-site without a CORS preflight."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    json_suffix = media.startswith("application/") and media.endswith("+json")
+    if media == "application/json" or json_suffix:
+        return
+    raise HTTPException(
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        f"Content-Type must be application/json, not {content_type or 'missing'}",
+    )
 
 
 def _parse_records(body: bytes, max_rows: int) -> tuple[list[Any], bool]:

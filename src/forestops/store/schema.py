@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -87,4 +88,21 @@ prediction_log = Table(
     Column("prediction", SmallInteger, nullable=False),
     Column("probability", Float, nullable=False),
     Column("latency_ms", Float, nullable=False),
+)
+
+monitoring_reports = Table(
+    "monitoring_reports",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("model_version", String(64), nullable=True),
+    Column("rows", JSON, nullable=False),  # {"reference": n, "served": n, "ingested": n}
+    Column("feature_drift", JSON, nullable=False),  # {"served"|"ingested": {feature: psi}}
+    Column("prediction_shift", Float, nullable=True),  # PSI of predicted classes, served
+    Column("live_accuracy", Float, nullable=True),  # champion on newly ingested labelled rows
+    Column("reference_accuracy", Float, nullable=True),  # champion's evaluation accuracy
+    Column("alert", Boolean, nullable=False),
+    Column("reasons", JSON, nullable=False),  # list of sentences
 )
