@@ -28,6 +28,10 @@ EXPECTED = {
             ("train_forest_models", "reload_inference"),
         },
     },
+    "forest_monitoring_pipeline": {
+        "schedule": "0 * * * *",
+        "edges": {("monitor_drift", "trigger_retraining")},
+    },
 }
 
 
