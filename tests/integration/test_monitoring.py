@@ -8,6 +8,7 @@ reads what the prediction log really wrote.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from support.champion import log_candidate, tiny_pipeline
 from support.training_data import course_rows, seed_samples
 
 TRAIN_ROWS = 3000
+DASHBOARD = Path(__file__).parents[2] / "deploy/grafana/dashboards/forestops-inference.json"
 ELEVATION_MAX = contract.NUMERIC_BY_NAME["elevation"].maximum
 
 
@@ -142,6 +144,29 @@ def test_shifted_elevation_is_flagged_alone_stored_gauged_and_notified(
     assert _metric(metrics, "forestops_monitor_alert") == 1.0
     elevation = 'forestops_feature_drift_psi{feature="elevation",source="served"}'
     assert _metric(metrics, re.escape(elevation)) > settings.monitor_psi_threshold
+    inserted = 'forestops_ingestion_last_batch_rows{kind="inserted"}'
+    assert _metric(metrics, re.escape(inserted)) == TRAIN_ROWS
+
+
+def test_every_metric_the_dashboard_queries_is_exported(settings: Settings) -> None:
+    """Monitoring families are declared before the first report, so a fresh stack's dashboard
+    panels say "no data" rather than naming metrics that do not exist."""
+    with BackgroundServer(create_app(settings)) as server:
+        exposition = httpx.get(f"{server.url}/metrics").text
+    exported = {
+        re.sub(r"_(total|created)$", "", line.split()[2])
+        for line in exposition.splitlines()
+        if line.startswith("# TYPE ")
+    }
+    dashboard = json.loads(DASHBOARD.read_text())
+    queried = {
+        re.sub(r"_(total|bucket|sum|count)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"forestops_\w+", target["expr"])
+    }
+    monitoring = {"forestops_feature_drift_psi", "forestops_live_accuracy"}
+    assert monitoring <= queried and queried <= exported, queried - exported
 
 
 def test_unshifted_traffic_and_new_batches_raise_no_alert(

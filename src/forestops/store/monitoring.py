@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, inspect, select
 
-from forestops.store.schema import monitoring_reports
+from forestops.store.schema import ingestion_batches, monitoring_reports
 
 
 def save_report(engine: Engine, report: dict[str, Any]) -> int:
@@ -26,3 +26,15 @@ def recent_reports(engine: Engine, limit: int = 500) -> list[dict[str, Any]]:
             select(monitoring_reports).order_by(monitoring_reports.c.id.desc()).limit(limit)
         ).mappings()
         return [dict(row) for row in reversed(list(rows))]
+
+
+def latest_batch(engine: Engine) -> dict[str, Any] | None:
+    """The newest ingestion batch (its row counts feed the rows-per-batch gauge)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(ingestion_batches.name):
+            return None
+        row = conn.execute(
+            select(ingestion_batches).order_by(ingestion_batches.c.id.desc()).limit(1)
+        ).mappings()
+        found = row.first()
+        return dict(found) if found else None
