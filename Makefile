@@ -15,7 +15,7 @@ AIRFLOW_OWN_PINS := fastapi
 # The real-browser UI test drives Debian's chromium (never a downloaded browser).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: up test install lint typecheck pytest lock clean airflow-install airflow-test lock-airflow
+.PHONY: up test install lint typecheck pytest audit lock clean airflow-install airflow-test lock-airflow
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,11 @@ pytest: install $(CHROMIUM)
 airflow-test: install airflow-install
 	$(AIRFLOW_BIN)/pytest tests/airflow
 
-test: lint typecheck pytest airflow-test
+# pip-audit over the lock; fails only on known vulnerabilities that have a fixed release
+audit: install
+	$(BIN)/python tools/audit_dependencies.py requirements.lock
+
+test: lint typecheck audit pytest airflow-test
 
 lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
