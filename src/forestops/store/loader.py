@@ -7,14 +7,19 @@ Deduplication is by `content_hash`: the MD5 of the canonical values, label inclu
 `|` in contract order (e.g. `2596|51|3|258|0|510|221|232|148|6279|Rawah|C7745|4`). MD5 because
 it fits the 32-character column, is fast, and PostgreSQL and MySQL can recompute it in SQL
 (`md5(concat_ws('|', ...))`) for ad-hoc checks; it is a dedup key, not a security measure.
-Rows already stored and rows repeated inside one payload are both skipped by
-`ON CONFLICT (content_hash) DO NOTHING`, which also keeps two concurrent loaders from
-duplicating a row.
+Rows already stored and rows repeated inside one payload are both skipped.
 
-PostgreSQL loads through COPY (psycopg 3) into a temporary table, then one
-`INSERT ... SELECT ... ORDER BY content_hash ON CONFLICT DO NOTHING` (key order: the unique
-index is filled page by page instead of at random, ~15% less server CPU measured on 300k rows);
-SQLite through one executemany.
+PostgreSQL (measured on 300k rows, benchmarks/RESULTS.md): the canonical text of each row is
+built once (arrow formats the integers) and serves both the hash and the COPY: the line
+`<hash>|<canonical text>` is a row in COPY's text format with `|` as delimiter (no value of the
+contract holds a `|`, a backslash or a line break). It goes in one write into a temporary
+table, then one `INSERT ... SELECT DISTINCT ON (content_hash) ... WHERE NOT EXISTS (...)
+ORDER BY content_hash` moves the rows not stored yet: an anti-join instead of `ON CONFLICT`,
+whose speculative insertion costs about as much again per row (~0.4 s per 300k rows; and ~6x
+more when most rows are duplicates, as in a harvest). Key order fills the unique index page by
+page. Concurrent loaders are serialised by a SHARE ROW EXCLUSIVE lock on the samples table,
+taken just before that INSERT (readers are not blocked), so no two can insert the same row.
+SQLite: one executemany with `ON CONFLICT DO NOTHING` (one writer at a time anyway).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from datetime import datetime
 from typing import Any, Final
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, RowMapping, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -40,9 +47,6 @@ REJECTED: Final = "rejected"
 FAILED: Final = "failed"
 """Loading failed and was rolled back: archived and recorded, no rows; replayable."""
 
-_HASH_FORMAT: Final = "|".join(
-    ["%d"] * len(contract.NUMERIC_NAMES) + ["%s"] * len(contract.CATEGORICAL_NAMES) + ["%d"]
-)
 _LOAD_COLUMNS: Final = ("content_hash", *contract.COLUMNS)
 
 
@@ -67,21 +71,39 @@ class BatchCounts:
     quarantined: int
 
 
+@dataclass(frozen=True, slots=True)
+class HarvestFigures:
+    """A harvest's running figures for its source batch, as of the sample being written
+    (pipeline.harvest); stored on that sample's `ingestion_batches` row."""
+
+    calls: int
+    distinct_rows: int
+    estimated_batch_size: int | None
+    estimated_coverage: float | None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "harvest_calls": self.calls,
+            "distinct_rows": self.distinct_rows,
+            "estimated_batch_size": self.estimated_batch_size,
+            "estimated_coverage": self.estimated_coverage,
+        }
+
+
 def content_hashes(samples: pd.DataFrame) -> list[str]:
     """The dedup key of each canonical row (see the module docstring for the definition)."""
-    return _hashes(_column_lists(samples))
+    return [_md5(line) for line in _canonical_text(samples)]
 
 
-def _column_lists(samples: pd.DataFrame) -> list[list[Any]]:
-    """Plain Python values per contract column: what hashing, COPY and executemany all want."""
-    return [samples[name].tolist() for name in contract.COLUMNS]
+def _canonical_text(samples: pd.DataFrame) -> list[str]:
+    """Each row's values in contract order joined by `|`: what the content hash is taken of."""
+    columns = [pc.cast(pa.array(samples[name]), pa.string()) for name in contract.COLUMNS]
+    lines: list[str] = pc.binary_join_element_wise(*columns, "|").to_pylist()
+    return lines
 
 
-def _hashes(columns: list[list[Any]]) -> list[str]:
-    return [
-        hashlib.md5((_HASH_FORMAT % row).encode(), usedforsecurity=False).hexdigest()
-        for row in zip(*columns, strict=True)
-    ]
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def write_batch(
@@ -89,8 +111,10 @@ def write_batch(
     header: BatchHeader,
     samples: pd.DataFrame,
     quarantined: Sequence[tuple[int, Any, Sequence[str]]],
+    harvest: HarvestFigures | None = None,
 ) -> tuple[int, BatchCounts]:
-    """Record a loaded batch: lineage row, new samples, quarantined rows; (batch id, counts)."""
+    """Record a loaded batch: lineage row, new samples, quarantined rows (and the harvest's
+    figures, if it is part of one); (batch id, counts)."""
     batch_id = _insert_header(connection, header, LOADED, message=None)
     _insert_quarantine(connection, batch_id, quarantined)
     inserted = _insert_samples(connection, batch_id, samples)
@@ -108,6 +132,7 @@ def write_batch(
             inserted=counts.inserted,
             duplicates=counts.duplicates,
             quarantined=counts.quarantined,
+            **(harvest.columns() if harvest else {}),
         )
     )
     return batch_id, counts
@@ -165,26 +190,27 @@ def _insert_samples(connection: Connection, batch_id: int, samples: pd.DataFrame
     skipped by the same ON CONFLICT clause as rows stored earlier."""
     if samples.empty:
         return 0
-    columns = _column_lists(samples)
-    rows = zip(_hashes(columns), *columns, strict=True)
     dialect = connection.dialect.name
     if dialect == "postgresql":
-        return _copy_postgresql(connection, batch_id, rows)
+        return _copy_postgresql(connection, batch_id, _canonical_text(samples))
     if dialect == "sqlite":
         statement = sqlite_insert(forest_cover_samples).on_conflict_do_nothing(
             index_elements=["content_hash"]
         )
+        columns = [samples[name].tolist() for name in contract.COLUMNS]
+        rows = zip(content_hashes(samples), *columns, strict=True)
         records = [dict(zip(_LOAD_COLUMNS, row, strict=True), batch_id=batch_id) for row in rows]
         return int(connection.execute(statement, records).rowcount)
     raise NotImplementedError(f"bulk loading into {dialect} is not supported (SQLite, PostgreSQL)")
 
 
-def _copy_postgresql(connection: Connection, batch_id: int, rows: Iterable[tuple[Any, ...]]) -> int:
+def _copy_postgresql(connection: Connection, batch_id: int, canonical: list[str]) -> int:
     from psycopg import sql
 
     target = sql.Identifier(forest_cover_samples.name)
     staging = sql.Identifier("forestops_load")
     columns = sql.SQL(", ").join(map(sql.Identifier, _LOAD_COLUMNS))
+    payload = "".join(f"{_md5(line)}|{line}\n" for line in canonical).encode()
     # The same psycopg connection, so the same transaction as everything else in the batch.
     driver = connection.connection.driver_connection
     assert driver is not None
@@ -194,13 +220,16 @@ def _copy_postgresql(connection: Connection, batch_id: int, rows: Iterable[tuple
                 staging, columns, target
             )
         )
-        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)) as copy:
-            for row in rows:
-                copy.write_row(row)
+        copy_from = sql.SQL("COPY {} ({}) FROM STDIN (DELIMITER '|')")
+        with cursor.copy(copy_from.format(staging, columns)) as copy:
+            copy.write(payload)
+        cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
         cursor.execute(
             sql.SQL(
-                "INSERT INTO {target} (batch_id, {columns}) SELECT %s, {columns} FROM {staging} "
-                "ORDER BY content_hash ON CONFLICT (content_hash) DO NOTHING"
+                "INSERT INTO {target} (batch_id, {columns}) "
+                "SELECT DISTINCT ON (content_hash) %s, {columns} FROM {staging} AS s "
+                "WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE t.content_hash = s.content_hash) "
+                "ORDER BY content_hash"
             ).format(target=target, columns=columns, staging=staging),
             (batch_id,),
         )

@@ -35,6 +35,7 @@ metadata = MetaData(
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, so big keys fall back to Integer there.
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
+_HexDigest = String(32).with_variant(String(32, collation="C"), "postgresql")
 
 ingestion_batches = Table(
     "ingestion_batches",
@@ -53,13 +54,20 @@ ingestion_batches = Table(
     Column("payload_uri", String(1024), nullable=True),
     Column("replay_of", _BigId, ForeignKey("ingestion_batches.id"), nullable=True),
     Column("message", Text, nullable=True),
+    # Running figures of a harvest (pipeline.harvest) as of this sample; NULL for single fetches.
+    Column("harvest_calls", Integer, nullable=True),  # samples of this batch taken by the run
+    Column("distinct_rows", Integer, nullable=True),  # distinct valid rows among them
+    Column("estimated_batch_size", Integer, nullable=True),  # capture-recapture; NULL: unknown
+    Column("estimated_coverage", Float, nullable=True),  # distinct_rows / estimated_batch_size
 )
 
 forest_cover_samples = Table(
     "forest_cover_samples",
     metadata,
     Column("id", _BigId, primary_key=True, autoincrement=True),
-    Column("content_hash", String(32), nullable=False, unique=True),
+    # Hex digits: bytewise comparison ("C") is all the unique index needs, and cheaper.
+    Column("content_hash", _HexDigest, nullable=False, unique=True),
+    # On PostgreSQL this key is enforced per statement by triggers, not per row (migration 0002).
     Column("batch_id", _BigId, ForeignKey("ingestion_batches.id"), nullable=False, index=True),
     *(Column(name, Integer, nullable=False) for name in contract.NUMERIC_NAMES),
     Column("wilderness_area", String(16), nullable=False),
