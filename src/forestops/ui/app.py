@@ -19,6 +19,7 @@ PAGES = (
     ("predict", "nav_predict", ":material/psychology:"),
     ("analytics", "nav_analytics", ":material/insights:"),
     ("model", "nav_model", ":material/model_training:"),
+    ("monitoring", "nav_monitoring", ":material/monitor_heart:"),
     ("status", "nav_status", ":material/settings:"),
 )
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from forestops import contract
 from forestops.store.database import get_engine, normalise_url
+from forestops.store.monitoring import recent_reports
 from forestops.store.schema import forest_cover_samples, ingestion_batches, quarantined_rows
 from forestops.ui.errors import DatabaseNotReady
 
@@ -100,6 +101,12 @@ def batch_history(url: str) -> pd.DataFrame:
     frame["fetched_at"] = pd.to_datetime(frame["fetched_at"], utc=True)
     frame["cumulative"] = frame["inserted"].cumsum()
     return frame
+
+
+@st.cache_data(ttl=SUMMARY_TTL_S, show_spinner=False)
+def monitoring_history(url: str) -> list[dict[str, Any]]:
+    """The monitor's reports, oldest first (empty before the first `forestops monitor`)."""
+    return recent_reports(_engine(url))
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")

@@ -29,6 +29,49 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     "nav_analytics": {"en": "Analytics", "es": "Analítica"},
     "nav_model": {"en": "Model", "es": "Modelo"},
     "nav_status": {"en": "Settings / status", "es": "Ajustes / estado"},
+    "nav_monitoring": {"en": "Monitoring", "es": "Monitorización"},
+    # --- monitoring page -----------------------------------------------------------------------
+    "monitoring_title": {"en": "Monitoring", "es": "Monitorización"},
+    "monitoring_intro": {
+        "en": "Does the champion still see the data it was trained on, and is it still right? "
+        "Each report compares the inputs served recently and the batches ingested since the "
+        "champion's training with its training data (PSI per feature; above {threshold} is "
+        "drift), and scores the champion on the new labelled rows.",
+        "es": "¿Sigue viendo el campeón los datos con los que se entrenó, y sigue acertando? "
+        "Cada informe compara las entradas servidas recientemente y los lotes ingeridos desde el "
+        "entrenamiento del campeón con sus datos de entrenamiento (PSI por variable; por encima "
+        "de {threshold} hay deriva) y evalúa al campeón con las nuevas filas etiquetadas.",
+    },
+    "monitoring_no_reports": {
+        "en": "No monitoring report yet. `forestops up` runs the monitor every hour; "
+        "`forestops monitor` runs it now.",
+        "es": "Todavía no hay informes de monitorización. `forestops up` ejecuta el monitor cada "
+        "hora; `forestops monitor` lo ejecuta ahora.",
+    },
+    "monitoring_alert": {
+        "en": "Latest report ({time}): **alert**, retraining was requested.",
+        "es": "Último informe ({time}): **alerta**, se solicitó un reentrenamiento.",
+    },
+    "monitoring_ok": {
+        "en": "Latest report ({time}): no drift, no accuracy drop.",
+        "es": "Último informe ({time}): sin deriva ni caída de exactitud.",
+    },
+    "live_accuracy": {"en": "Live accuracy", "es": "Exactitud en datos nuevos"},
+    "training_accuracy": {"en": "Training evaluation", "es": "Evaluación del entrenamiento"},
+    "prediction_shift": {"en": "Predicted-class shift (PSI)", "es": "Cambio de clases (PSI)"},
+    "drift_source": {"en": "Data compared", "es": "Datos comparados"},
+    "source_served": {"en": "Served inputs", "es": "Entradas servidas"},
+    "source_ingested": {"en": "New batches", "es": "Lotes nuevos"},
+    "drift_over_time": {
+        "en": "Feature drift over time (PSI)",
+        "es": "Deriva por variable a lo largo del tiempo (PSI)",
+    },
+    "accuracy_over_time": {
+        "en": "Live accuracy over time",
+        "es": "Exactitud en datos nuevos a lo largo del tiempo",
+    },
+    "report_time": {"en": "Report time", "es": "Hora del informe"},
+    "not_measured": {"en": "not measured", "es": "sin medir"},
     "language": {"en": "Language", "es": "Idioma"},
     # --- failures, said plainly ----------------------------------------------------------------
     "page_failed": {
