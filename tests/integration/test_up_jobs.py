@@ -16,9 +16,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from apscheduler.schedulers.base import STATE_STOPPED
 from fastapi import FastAPI, HTTPException
 
-from forestops.orchestration.scheduler import JobRunner, TickResult
+from forestops.config import Settings
+from forestops.orchestration.scheduler import EmbeddedScheduler, JobRunner, TickResult
 from forestops.source import protocol
 from forestops.webserver import BackgroundServer
 
@@ -88,3 +90,28 @@ def test_shutdown_waits_for_a_running_job_unless_hurried(tmp_path: Path) -> None
         interrupted = hurried.result()
         assert interrupted is not None and not interrupted.ok
         assert interrupted.message == "interrupted (stopped by SIGTERM) before it finished"
+
+
+@pytest.mark.usefixtures("home")
+def test_a_tick_ending_during_shutdown_does_not_deadlock_the_scheduler(tmp_path: Path) -> None:
+    """APScheduler's shutdown holds its job-store lock while it waits for running jobs: a tick
+    that reports (next tick time) or reschedules after that point must not ask for it."""
+    source = SlowFinishedSource(delay_s=7200)
+    with BackgroundServer(source.app) as api:
+        settings = Settings(ingest_interval_s=3600, train_interval_s=3600)
+        runner = JobRunner({"SOURCE_API_BASE_URL": api.url, "SOURCE_RETRIES": "1"}, logging.INFO)
+        scheduler = EmbeddedScheduler(settings, runner, lambda: False, lambda: None)
+        scheduler.start()  # the first ingestion tick starts now
+        until(source.asked.is_set)
+
+        scheduler.pause()
+        shutdown = threading.Thread(target=scheduler.shutdown, daemon=True)
+        shutdown.start()
+        # Stopped state is set right before it takes the lock and waits for the tick.
+        until(lambda: scheduler._scheduler.state == STATE_STOPPED)
+        hurry = threading.Event()
+        hurry.set()
+        runner.stop(grace_s=3600, hurry=hurry)  # the tick ends and reports
+
+        shutdown.join(60)
+        assert not shutdown.is_alive()

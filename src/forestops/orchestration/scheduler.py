@@ -124,6 +124,8 @@ class EmbeddedScheduler:
         self._runner = runner
         self._has_champion = has_champion
         self._on_new_champion = on_new_champion
+        self._lock = threading.Lock()  # orders tick follow-ups against `pause`
+        self._stopping = False
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=4)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
@@ -153,8 +155,14 @@ class EmbeddedScheduler:
         self._scheduler.start()
 
     def pause(self) -> None:
-        """No new ticks from now on (running ones go on until `JobRunner.stop`)."""
-        self._scheduler.pause()
+        """No new ticks from now on; ticks still running finish without touching the scheduler.
+
+        `BackgroundScheduler.shutdown(wait=True)` holds the job-store lock while it waits for
+        the running jobs: a tick that looked up or rescheduled a job after that would deadlock.
+        """
+        with self._lock:
+            self._stopping = True
+            self._scheduler.pause()
 
     def shutdown(self) -> None:
         self._scheduler.shutdown(wait=True)
@@ -164,7 +172,7 @@ class EmbeddedScheduler:
         if result is None:
             return
         self._report(result)
-        if self._runner.is_running("train"):
+        if self._stopping or self._runner.is_running("train"):
             return
         try:
             if self._has_champion():
@@ -172,15 +180,14 @@ class EmbeddedScheduler:
         except Exception as error:  # the tracking server may be down: the ticks go on
             log.warning("cannot look up the champion: %s", error)
             return
-        log.info("no champion yet: training now")
-        self._scheduler.modify_job("train", next_run_time=datetime.now(UTC))
+        self._train_now("no champion yet")
 
     def _train_tick(self) -> None:
         result = self._runner.run("train")
         if result is None:
             return
         self._report(result)
-        if result.champion_changed:
+        if result.champion_changed and not self._stopping:
             self._on_new_champion()
 
     def _monitor_tick(self) -> None:
@@ -189,29 +196,41 @@ class EmbeddedScheduler:
         if result is None:
             return
         self._report(result)
-        if result.alert and not self._runner.is_running("train"):
-            log.info("monitor alert: training now")
+        if result.alert:
+            self._train_now("monitor alert")
+
+    def _train_now(self, reason: str) -> None:
+        """Bring the next training tick forward to now, unless one runs or shutdown began."""
+        with self._lock:
+            if self._stopping or self._runner.is_running("train"):
+                return
+            log.info("%s: training now", reason)
             self._scheduler.modify_job("train", next_run_time=datetime.now(UTC))
+
+    def _next_tick(self, job_id: str) -> str | None:
+        """Local time of the job's next tick; None once shutdown began."""
+        with self._lock:
+            job = None if self._stopping else self._scheduler.get_job(job_id)
+        return job.next_run_time.astimezone().strftime("%H:%M:%S") if job else None
 
     def _report(self, result: TickResult) -> None:
         """The one-line status of a tick; a failed tick is also a notification."""
-        job = self._scheduler.get_job(result.job)
-        upcoming = job.next_run_time.astimezone().strftime("%H:%M:%S") if job else "never"
+        upcoming = self._next_tick(result.job)
         if result.ok:
             log.info(
-                "%s %s (%.1f s): %s | next %s",
+                "%s %s (%.1f s): %s | %s",
                 result.job,
                 result.status,
                 result.seconds,
                 result.message,
-                upcoming,
+                f"next {upcoming}" if upcoming else "stopping",
             )
         else:
             log.error(
-                "%s FAILED (%.1f s): %s | retry %s",
+                "%s FAILED (%.1f s): %s | %s",
                 result.job,
                 result.seconds,
                 result.message,
-                upcoming,
+                f"retry {upcoming}" if upcoming else "stopping",
             )
             notify(self._settings, f"{result.job} job failed: {result.message}")
