@@ -20,7 +20,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from fastapi import FastAPI, Request
 from mlflow.tracking import MlflowClient
 from sqlalchemy import func, select
 
@@ -35,6 +34,7 @@ from forestops.store.schema import prediction_log
 from forestops.webserver import BackgroundServer, free_port
 from support.champion import log_candidate, tiny_pipeline
 from support.training_data import course_rows, seed_samples
+from support.webhook import Receiver
 
 TRAIN_ROWS = 3000
 DASHBOARD = Path(__file__).parents[2] / "deploy/grafana/dashboards/forestops-inference.json"
@@ -69,19 +69,6 @@ def champion(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> Ch
     run_id, _ = log_candidate(settings, pipeline, accuracy)
     MlflowClient(settings.mlflow_tracking_uri).set_tag(run_id, TAG_MAX_BATCH_ID, "1")
     return Champion(settings, accuracy)
-
-
-class Receiver:
-    """A webhook endpoint on loopback that keeps every JSON body it was sent."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.app = FastAPI()
-
-        @self.app.post("/hook")
-        async def hook(request: Request) -> dict[str, bool]:
-            self.posts.append(await request.json())
-            return {"ok": True}
 
 
 @pytest.fixture
