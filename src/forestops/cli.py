@@ -88,24 +88,39 @@ def ingest(
     replay: int | None = typer.Option(
         None, metavar="BATCH_ID", help="Load an earlier batch again from its archived payload."
     ),
+    harvest: bool = typer.Option(
+        False,
+        "--harvest",
+        help="Keep fetching the current batch while calls still bring new rows (HARVEST_* "
+        "settings), each sample stored as it comes; prints the batch's estimated coverage.",
+    ),
 ) -> None:
     """Fetch one batch from SOURCE_API_BASE_URL, validate it and store it in one transaction.
     Exit 0 when loaded or when the source says all data was collected."""
-    from forestops.pipeline.ingest import IngestError, ingest_batch, replay_batch
+    from forestops.pipeline.harvest import HarvestResult, harvest_batch
+    from forestops.pipeline.ingest import IngestError, IngestResult, ingest_batch, replay_batch
     from forestops.source.client import SourceError
 
     if group is not None and replay is not None:
         raise typer.BadParameter("--replay loads a stored payload; it takes no --group")
+    if harvest and replay is not None:
+        raise typer.BadParameter("--replay loads a stored payload; it harvests nothing")
     settings = get_settings()
     try:
-        result = (
-            replay_batch(settings, replay) if replay is not None else ingest_batch(settings, group)
-        )
+        result: IngestResult | HarvestResult
+        if replay is not None:
+            result = replay_batch(settings, replay)
+        elif harvest:
+            result = harvest_batch(settings, group)
+        else:
+            result = ingest_batch(settings, group)
     except (IngestError, SourceError) as error:
         typer.echo(f"ingest failed: {error}", err=True)
         raise typer.Exit(1) from None
     typer.echo(result.summary())
-    if result.status == "rejected":
+    if result.status == "rejected" or (
+        isinstance(result, HarvestResult) and result.stop == "rejected"
+    ):
         raise typer.Exit(1)
 
 

@@ -9,6 +9,7 @@ that is not the course's shape is archived and recorded as `rejected`, never hal
 
 The schema is brought up to date once per process and database on first use, so ingestion on a
 fresh home just works. Callers report `IngestResult.summary()` themselves (one line each).
+`fetch_and_store` is the step a harvest (`pipeline.harvest`) repeats on one client.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+import pandas as pd
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,6 +43,8 @@ from forestops.store.database import get_engine, normalise_url, upgrade
 log = logging.getLogger(__name__)
 
 Status = Literal["loaded", "all_collected", "rejected"]
+Figures = Callable[[int, pd.DataFrame], loader.HarvestFigures]
+"""A harvest's running figures for a source batch number, given the valid rows of its next sample."""
 
 
 class IngestError(RuntimeError):
@@ -72,20 +77,29 @@ class IngestResult:
 def ingest_batch(settings: Settings, group: int | None = None) -> IngestResult:
     """Fetch the current batch of `group` (default GROUP_NUMBER) and store it."""
     group = settings.group_number if group is None else group
-    _ensure_schema(settings.database_url)
+    ensure_schema(settings.database_url)
     with SourceClient.from_settings(settings) as client:
-        try:
-            payload = client.fetch(group)
-        except AllDataCollected as done:
-            return IngestResult(None, "all_collected", message=str(done))
-        except MalformedPayload as bad:
-            return _reject(settings, _header(settings, group, None, bad.raw), str(bad))
-    return _load(settings, payload, _header(settings, group, payload.batch_number, payload.raw))
+        return fetch_and_store(settings, client, group)
+
+
+def fetch_and_store(
+    settings: Settings, client: SourceClient, group: int, figures: Figures | None = None
+) -> IngestResult:
+    """One call of the data API, archived, validated and stored in one transaction; `figures`
+    adds a harvest's running figures to the batch row (the schema must be up to date)."""
+    try:
+        payload = client.fetch(group)
+    except AllDataCollected as done:
+        return IngestResult(None, "all_collected", message=str(done))
+    except MalformedPayload as bad:
+        return _reject(settings, _header(settings, group, None, bad.raw), str(bad))
+    header = _header(settings, group, payload.batch_number, payload.raw)
+    return _load(settings, payload, header, figures)
 
 
 def replay_batch(settings: Settings, batch_id: int) -> IngestResult:
     """Load an earlier batch again from its archived raw payload (dedup keeps it idempotent)."""
-    _ensure_schema(settings.database_url)
+    ensure_schema(settings.database_url)
     with get_engine(settings.database_url).connect() as connection:
         original = loader.read_batch(connection, batch_id)
     if original is None:
@@ -130,12 +144,18 @@ def _header(
     )
 
 
-def _load(settings: Settings, payload: SourcePayload, header: loader.BatchHeader) -> IngestResult:
+def _load(
+    settings: Settings,
+    payload: SourcePayload,
+    header: loader.BatchHeader,
+    figures: Figures | None = None,
+) -> IngestResult:
     samples, rejected = validate_rows(payload.rows)
+    harvest = figures(payload.batch_number, samples) if figures else None
     engine = get_engine(settings.database_url)
     try:
         with engine.begin() as connection:
-            batch_id, counts = loader.write_batch(connection, header, samples, rejected)
+            batch_id, counts = loader.write_batch(connection, header, samples, rejected, harvest)
     except SQLAlchemyError as error:
         reason = _one_line(error)
         failed_id = _record_failure(settings, header, reason)
@@ -192,7 +212,7 @@ _schema_lock = threading.Lock()
 _schema_ready: set[str] = set()
 
 
-def _ensure_schema(url: str) -> None:
+def ensure_schema(url: str) -> None:
     with _schema_lock:
         if url in _schema_ready:
             return
