@@ -54,17 +54,10 @@ def _drift_chart(reports: list[dict[str, Any]], threshold: float) -> None:
     if not rows:
         st.info(t("not_measured"))
         return
-    figure = px.line(
-        pd.DataFrame(rows),
-        x="time",
-        y="psi",
-        color="feature",
-        markers=True,
-        title=t("drift_over_time"),
-        labels={"time": t("report_time"), "psi": "PSI", "feature": t("feature")},
+    figure = _over_time(
+        rows, "psi", "feature", "drift_over_time", {"psi": "PSI", "feature": t("feature")}
     )
     figure.add_hline(y=threshold, line_dash="dash", line_color="#c62828")
-    figure.update_layout(**LAYOUT)
     st.plotly_chart(figure, key="drift_over_time")
 
 
@@ -80,17 +73,26 @@ def _accuracy_chart(reports: list[dict[str, Any]]) -> None:
     ]
     if not rows:
         return
+    labels = {"accuracy": t("accuracy"), "series": ""}
+    figure = _over_time(rows, "accuracy", "series", "accuracy_over_time", labels)
+    st.plotly_chart(figure, key="accuracy_over_time")
+
+
+def _over_time(
+    rows: list[dict[str, Any]], y: str, color: str, title: str, labels: dict[str, str]
+) -> Any:
+    """One line per `color` value across the reports' times."""
     figure = px.line(
         pd.DataFrame(rows),
         x="time",
-        y="accuracy",
-        color="series",
+        y=y,
+        color=color,
         markers=True,
-        title=t("accuracy_over_time"),
-        labels={"time": t("report_time"), "accuracy": t("accuracy"), "series": ""},
+        title=t(title),
+        labels={"time": t("report_time"), **labels},
     )
     figure.update_layout(**LAYOUT)
-    st.plotly_chart(figure, key="accuracy_over_time")
+    return figure
 
 
 def render() -> None:
