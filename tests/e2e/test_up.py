@@ -30,7 +30,8 @@ def test_up_serves_a_champion_and_stops_cleanly_on_sigterm(
 ) -> None:
     subset = write_subset(dataset_path, tmp_path / "subset.csv", rows=3000)
     # Polling off: the new champion can only reach the service through up's POST /reload.
-    env = tiny_stack_env(subset, MODEL_POLL_INTERVAL_S="0")
+    # One ingestion tick is enough (300 rows >= TRAIN_MIN_ROWS): no second one competes for CPU.
+    env = tiny_stack_env(subset, MODEL_POLL_INTERVAL_S="0", INGEST_INTERVAL_S="600")
     with UpProcess(env, tmp_path) as up:
         data_api, inference = up.url("DATA_API_PORT"), up.url("INFERENCE_PORT")
         mlflow, web_ui = up.url("MLFLOW_PORT"), up.url("UI_PORT")
@@ -39,7 +40,9 @@ def test_up_serves_a_champion_and_stops_cleanly_on_sigterm(
         for url in (data_api, f"{inference}/docs", mlflow, web_ui):
             assert url in banner
 
-        up.wait_for(r"forestops\.scheduler: ingest \w+ \([\d.]+ s\): ", timeout=120)
+        up.wait_for(
+            r"forestops\.scheduler: ingest loaded \([\d.]+ s\): .* 300 inserted", timeout=120
+        )
         up.wait_for(r"forestops\.scheduler: train trained \([\d.]+ s\): trained on", timeout=180)
         up.wait_for(r"inference now serves model version 1", timeout=60)
 
