@@ -148,6 +148,6 @@ def downgrade() -> None:
             existing_type=sa.String(32, collation="C"),
             existing_nullable=False,
         )
-    with op.batch_alter_table("ingestion_batches") as batch_op:
-        for name, _ in reversed(HARVEST_COLUMNS):
-            batch_op.drop_column(name)
+    # In place (SQLite >= 3.35): a batch-mode copy of the table would trip the keys pointing at it.
+    for name, _ in reversed(HARVEST_COLUMNS):
+        op.drop_column("ingestion_batches", name)
