@@ -190,9 +190,13 @@ def test_wrong_labels_in_new_batches_are_an_accuracy_alert(
     assert len(receiver[0].posts) == 1
 
 
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])  # COPY / executemany
 def test_every_record_of_concurrent_requests_lands_in_the_log(
-    settings: Settings, dataset_path: Path
+    settings: Settings, dataset_path: Path, database: str, tmp_path: Path
 ) -> None:
+    if database == "sqlite":
+        settings = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'f.db'}"})
+        upgrade(settings.database_url)
     records = _records(course_rows(dataset_path, 400, skip=TRAIN_ROWS))
     threads, requests, per_request = 8, 25, 10
     app = create_app(settings)
