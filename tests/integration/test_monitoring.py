@@ -22,8 +22,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
-from forestops import contract
+from forestops import cli, contract
 from forestops.config import Settings
 from forestops.pipeline.monitor import monitor
 from forestops.pipeline.train import TAG_MAX_BATCH_ID
@@ -174,19 +175,29 @@ def test_unshifted_traffic_and_new_batches_raise_no_alert(
     assert not recent_reports(get_engine(settings.database_url))[0]["alert"]
 
 
-def test_wrong_labels_in_new_batches_are_an_accuracy_alert(
-    settings: Settings, dataset_path: Path, receiver: tuple[Receiver, str]
+def test_wrong_labels_in_new_batches_are_an_accuracy_alert_from_the_cli(
+    settings: Settings,
+    dataset_path: Path,
+    receiver: tuple[Receiver, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seed_samples(settings, course_rows(dataset_path, TRAIN_ROWS))
     relabelled = course_rows(dataset_path, 1000, skip=TRAIN_ROWS)
     relabelled[contract.LABEL] = (relabelled[contract.LABEL] + 1) % len(contract.CLASS_IDS)
     seed_samples(settings, relabelled)
+    for name in ("forestops_home", "database_url", "mlflow_tracking_uri", "model_name"):
+        monkeypatch.setenv(name.upper(), str(getattr(settings, name)))
+    monkeypatch.setenv("NOTIFY_WEBHOOK_URL", settings.notify_webhook_url)
 
-    report = monitor(settings)
+    result = CliRunner().invoke(cli.app, ["monitor", "--json"])
 
-    assert report.alert and report.live_accuracy is not None
-    assert report.drifted("ingested", settings.monitor_psi_threshold) == []
-    assert any("live accuracy" in reason for reason in report.reasons)
+    assert result.exit_code == 3, result.output  # an alert
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["alert"] and report["live_accuracy"] < 0.5
+    assert all(
+        psi < settings.monitor_psi_threshold for psi in report["feature_drift"]["ingested"].values()
+    )
+    assert any("live accuracy" in reason for reason in report["reasons"])
     assert len(receiver[0].posts) == 1
 
 
