@@ -34,6 +34,7 @@ def small_dataset(
         "LIGHTGBM_MAX_ROUNDS": "30",
         "LIGHTGBM_NUM_LEAVES": "31",
         "TRAIN_N_JOBS": "1",
+        "INGEST_HARVEST": "false",  # one call per batch here; tests/integration/test_harvest_run.py
     }.items():
         monkeypatch.setenv(key, value)
     return path

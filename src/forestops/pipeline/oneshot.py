@@ -2,8 +2,14 @@
 
 Starts the built-in data API on a free loopback port (unless SOURCE_API_BASE_URL names a real
 one), ingests batch after batch until the source says all data was collected (or N batches
-loaded), stops the API, then trains and gates once. Between calls it waits `min_update_time`
-seconds, the source's batch window, so each call gets the next batch (0: no waiting at all).
+loaded), stops the API, then trains and gates once.
+
+With INGEST_HARVEST (the default) each batch is harvested (`pipeline.harvest`): calls follow
+each other until the yield dries up, then the run waits out the rest of the batch's window, so
+the next harvest starts on the next batch. Politeness toward the source does not apply to the
+built-in data API this command starts itself: HARVEST_MIN_INTERVAL_S is 0 there unless set.
+Without it, one call per batch: between calls it waits `min_update_time` seconds, the source's
+batch window, so each call gets the next batch (0: no waiting at all).
 """
 
 from __future__ import annotations
@@ -17,12 +23,16 @@ from typing import Any
 
 from forestops.config import Settings
 from forestops.modeling.candidates import build_candidates
-from forestops.pipeline.ingest import IngestResult, ingest_batch
+from forestops.pipeline.harvest import HarvestResult, harvest_batch
+from forestops.pipeline.ingest import IngestError, IngestResult, ingest_batch
 from forestops.pipeline.train import TrainResult, train
 
 log = logging.getLogger(__name__)
 
 MAX_REJECTED_IN_A_ROW = 3
+WINDOW_MARGIN_S = 1.0
+"""Waited beyond a batch's window before the next harvest: the source starts the window while
+answering the call that began the batch, a moment after this process sent it."""
 
 
 @dataclass
@@ -34,9 +44,14 @@ class IngestTotals:
     quarantined: int = 0
     rejected: int = 0  # payloads that were not the course's shape (archived, not loaded)
     all_collected: bool = False
+    coverage: dict[int, float | None] = field(default_factory=dict)  # harvests: batch -> estimate
 
-    def add(self, result: IngestResult) -> None:
-        self.batches += 1
+    def add(self, result: IngestResult | HarvestResult) -> None:
+        harvest = result if isinstance(result, HarvestResult) else None
+        if harvest is None or harvest.batch_number not in self.coverage:
+            self.batches += 1  # a batch harvested twice (its window had not passed) counts once
+        if harvest is not None and harvest.batch_number is not None:
+            self.coverage.setdefault(harvest.batch_number, harvest.estimated_coverage)
         self.received += result.received
         self.inserted += result.inserted
         self.duplicates += result.duplicates
@@ -67,6 +82,12 @@ class RunResult:
             f"{ingest.inserted:,} inserted, {ingest.duplicates:,} duplicates, "
             f"{ingest.quarantined:,} quarantined, {ingest.rejected} payloads rejected",
         ]
+        if ingest.coverage:
+            shown = ", ".join(
+                f"{batch}: {'n/a' if share is None else f'{share:.1%}'}"
+                for batch, share in ingest.coverage.items()
+            )
+            lines.append(f"harvested, estimated coverage per batch: {shown}")
         if training.status == "skipped":
             return "\n".join([*lines, f"training skipped: {training.message}"])
         lines.append(f"trained on {training.rows:,} rows in {self.seconds.get('train', 0):.0f} s:")
@@ -104,9 +125,15 @@ def run_pipeline(
             from forestops.source.server import serve_builtin
 
             server = stack.enter_context(serve_builtin(settings, port=0))
-            settings = settings.model_copy(update={"source_api_base_url": server.url})
+            own: dict[str, object] = {"source_api_base_url": server.url}
+            if "harvest_min_interval_s" not in settings.model_fields_set:
+                own["harvest_min_interval_s"] = 0.0
+            settings = settings.model_copy(update=own)
             log.info("built-in data API on %s", server.url)
-        totals = _ingest_until_done(settings, batches, sleep)
+        if settings.ingest_harvest:
+            totals = _harvest_until_done(settings, batches, sleep)
+        else:
+            totals = _ingest_until_done(settings, batches, sleep)
     ingested = time.perf_counter()
     training = train(settings)
     finished = time.perf_counter()
@@ -138,14 +165,51 @@ def _ingest_until_done(
             totals.all_collected = True
             break
         if result.status == "rejected":
-            totals.rejected += 1
-            rejected_in_a_row += 1
-            if rejected_in_a_row >= MAX_REJECTED_IN_A_ROW:
-                raise RuntimeError(
-                    f"the source sent {rejected_in_a_row} malformed payloads in a row "
-                    f"({result.message}); they are archived and listed in ingestion_batches"
-                )
+            rejected_in_a_row = _rejected(totals, rejected_in_a_row, result.message)
             continue
         rejected_in_a_row = 0
         totals.add(result)
     return totals
+
+
+def _harvest_until_done(
+    settings: Settings, batches: int | None, sleep: Callable[[float], None]
+) -> IngestTotals:
+    totals = IngestTotals()
+    rejected_in_a_row = 0
+    batch_began = time.monotonic()
+    while batches is None or totals.batches < batches:
+        result = harvest_batch(settings)
+        log.info(result.summary())
+        if result.stop == "busy":
+            raise IngestError(f"cannot harvest: {result.message} (same database)")
+        if result.samples:
+            totals.add(result)
+        if result.stop == "all_collected":
+            totals.all_collected = True
+            break
+        if result.stop == "rejected":
+            rejected_in_a_row = _rejected(totals, rejected_in_a_row, result.message)
+            continue
+        rejected_in_a_row = 0
+        if result.stop == "batch_changed":  # the next batch began with this run's last call
+            batch_began = time.monotonic()
+            continue
+        # dried up or out of time: the source serves this batch until its window has passed
+        sleep(
+            max(0.0, batch_began + settings.min_update_time_s + WINDOW_MARGIN_S - time.monotonic())
+        )
+        batch_began = time.monotonic()
+    return totals
+
+
+def _rejected(totals: IngestTotals, in_a_row: int, message: str) -> int:
+    """Count a malformed payload; so many in a row that the source must be broken: stop."""
+    totals.rejected += 1
+    in_a_row += 1
+    if in_a_row >= MAX_REJECTED_IN_A_ROW:
+        raise RuntimeError(
+            f"the source sent {in_a_row} malformed payloads in a row "
+            f"({message}); they are archived and listed in ingestion_batches"
+        )
+    return in_a_row

@@ -1,0 +1,60 @@
+"""`forestops run` harvesting: the data API's defaults (a tenth per call) and a short window still
+collect nearly every row, where one call per window would collect a tenth.
+
+A 4,000-row slice of the shared data set (written to the test's temp folder) and one tiny
+candidate keep it short; the window (2 s) is what the run waits for between batches, three of
+which are harvested.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from forestops.cli import app
+from forestops.config import Settings
+from forestops.store.database import get_engine
+from forestops.store.reads import training_frame
+
+ROWS = 4000
+
+
+@pytest.fixture
+def small_dataset(
+    home: Path, dataset_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    path = tmp_path / "slice.csv"
+    pd.read_csv(dataset_path, nrows=ROWS).to_csv(path, index=False)
+    for key, value in {
+        "FORESTOPS_DATASET": str(path),
+        "TRAIN_CANDIDATES": "logistic_regression",
+        "LOGREG_MAX_ROWS": "1000",
+    }.items():
+        monkeypatch.setenv(key, value)
+    return path
+
+
+def test_run_harvests_every_batch_within_its_window(
+    small_dataset: Path, settings: Settings
+) -> None:
+    outcome = CliRunner().invoke(app, ["run", "--min-update-time", "2", "--batches", "3", "--json"])
+
+    assert outcome.exit_code == 0, outcome.output
+    result = json.loads(outcome.stdout)
+    ingest = result["ingest"]
+    assert (ingest["all_collected"], ingest["batches"]) == (False, 3)
+    stored = training_frame(settings).lineage.rows
+    assert stored == ingest["inserted"] >= 0.95 * 3 * ROWS // 10
+    assert sorted(map(int, ingest["coverage"])) == [1, 2, 3]
+    assert all(share >= 0.9 for share in ingest["coverage"].values())
+    assert result["training"]["status"] == "trained"
+    assert result["training"]["decision"] == "promoted"
+    with get_engine(settings.database_url).connect() as connection:
+        calls = connection.exec_driver_sql(
+            "SELECT count(*) FROM ingestion_batches WHERE harvest_calls IS NOT NULL"
+        ).scalar_one()
+    assert calls == ingest["received"] // (ROWS // 100)  # every call a harvest sample
