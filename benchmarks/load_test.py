@@ -13,8 +13,8 @@ the model under load.
 First each rate of `--rates` runs for `--step-seconds`; the highest one whose p99 stays under
 `--p99-ms` with no error is then held for `--duration` seconds, sampling the server's RSS from
 /proc. Prints a markdown report for benchmarks/RESULTS.md; exits non-zero on any failed request
-or if the RSS grew by more than `--max-rss-growth-mb` over the second half of the run. The client shares the
-machine's cores with the server, so these are the figures of this whole 2-core box.
+or if the RSS grew by more than `--max-rss-growth-mb` over the second half of the run. The
+client shares the machine's cores with the server: these are the figures of the whole 2-core box.
 """
 
 from __future__ import annotations
