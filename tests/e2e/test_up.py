@@ -40,9 +40,7 @@ def test_up_serves_a_champion_and_stops_cleanly_on_sigterm(
         for url in (data_api, f"{inference}/docs", mlflow, web_ui):
             assert url in banner
 
-        up.wait_for(
-            r"forestops\.scheduler: ingest loaded \([\d.]+ s\): .* 300 inserted", timeout=120
-        )
+        up.wait_for(r"forestops\.scheduler: ingest \w+ \([\d.]+ s\): .* 300 inserted", timeout=120)
         up.wait_for(r"forestops\.scheduler: train trained \([\d.]+ s\): trained on", timeout=180)
         up.wait_for(r"inference now serves model version 1", timeout=60)
 

@@ -12,10 +12,15 @@ def test_the_built_in_api_moves_on_twice_as_fast_as_ingestion_by_default(
     settings: Settings,
 ) -> None:
     assert settings.ingest_interval_s == 300
-    assert builtin_source_settings(settings).min_update_time_s == 150
+    builtin = builtin_source_settings(settings)
+    assert builtin.min_update_time_s == 150
+    assert builtin.harvest_min_interval_s == 0  # no politeness toward our own API
 
 
-def test_an_explicit_batch_window_is_kept(home: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_source_settings_are_kept(home: object, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MIN_UPDATE_TIME_S", "300")
+    monkeypatch.setenv("HARVEST_MIN_INTERVAL_S", "1.5")
     monkeypatch.setenv("INGEST_INTERVAL_S", "60")
-    assert builtin_source_settings(Settings()).min_update_time_s == 300
+    builtin = builtin_source_settings(Settings())
+    assert builtin.min_update_time_s == 300
+    assert builtin.harvest_min_interval_s == 1.5

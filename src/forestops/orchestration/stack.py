@@ -75,10 +75,17 @@ def builtin_source_settings(settings: Settings) -> Settings:
     earlier than the last one (child start-up time varies) gets the same batch again, so about
     half the ticks would bring only duplicates. Half the interval gives every tick the next
     batch, and never skips one: the API advances at most one batch per call.
+
+    The ingestion children get the same settings: a harvest (INGEST_HARVEST) takes its time
+    budget from the window, and skips the politeness pause between calls
+    (HARVEST_MIN_INTERVAL_S, unless set) since the API is this process's own.
     """
-    if "min_update_time_s" in settings.model_fields_set:
-        return settings
-    return settings.model_copy(update={"min_update_time_s": settings.ingest_interval_s / 2})
+    update: dict[str, float] = {}
+    if "min_update_time_s" not in settings.model_fields_set:
+        update["min_update_time_s"] = settings.ingest_interval_s / 2
+    if "harvest_min_interval_s" not in settings.model_fields_set:
+        update["harvest_min_interval_s"] = 0.0
+    return settings.model_copy(update=update)
 
 
 def _is_database_uri(uri: str) -> bool:
@@ -190,7 +197,15 @@ class EmbeddedStack:
     def _child_env(self) -> dict[str, str]:
         """What every child must agree on with this process, whatever its cwd or `.env` says."""
         settings = self.settings
+        source = {}
+        if not settings.source_api_base_url:
+            builtin = builtin_source_settings(settings)
+            source = {
+                "MIN_UPDATE_TIME_S": str(builtin.min_update_time_s),
+                "HARVEST_MIN_INTERVAL_S": str(builtin.harvest_min_interval_s),
+            }
         return {
+            **source,
             "PYTHONUNBUFFERED": "1",
             "FORESTOPS_HOME": str(settings.forestops_home),
             "DATABASE_URL": settings.database_url,
@@ -244,7 +259,8 @@ class EmbeddedStack:
         if self._local_mlflow or not _is_database_uri(settings.mlflow_tracking_uri):
             lines.append(f"  MLflow UI      {self.mlflow_url}")
         lines.append(
-            f"  jobs           ingest every {settings.ingest_interval_s:g} s (first now), "
+            f"  jobs           ingest every {settings.ingest_interval_s:g} s (first now"
+            f"{', harvesting each batch' if settings.ingest_harvest else ''}), "
             f"train every {settings.train_interval_s:g} s (first once enough rows)"
         )
         print("\n".join(lines), flush=True)
