@@ -30,9 +30,10 @@ log = logging.getLogger("forestops.jobs")
 
 
 def ingest(settings: Settings) -> dict[str, Any]:
+    from forestops.pipeline.harvest import harvest_batch
     from forestops.pipeline.ingest import ingest_batch
 
-    result = ingest_batch(settings)
+    result = harvest_batch(settings) if settings.ingest_harvest else ingest_batch(settings)
     return {"status": result.status, "summary": result.summary()}
 
 
