@@ -126,7 +126,7 @@ def test_store_report_reads_back_what_was_committed(settings_with_source: Settin
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> ChampionStore:
-    return champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
+    return champion_store(tmp_path_factory.mktemp("reload-store"), dataset_path)
 
 
 @pytest.fixture
