@@ -64,7 +64,9 @@ class ForestCoverModel(PythonModel):
         matrix = self.encoder.encode_arrays(numeric, area, soil)
         return _full_probabilities(self.estimator, self.estimator.predict_proba(matrix))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # No type hints here: MLflow 3 would try to derive a schema from them and warn on every log;
+    # the explicit SIGNATURE is the schema.
+    def predict(self, context, model_input, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         probabilities = _full_probabilities(self.estimator, self.pipeline.predict_proba(frame))
         return to_output_frame(probabilities)
