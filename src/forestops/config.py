@@ -21,7 +21,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     # --- where state lives -------------------------------------------------------------------
-    forestops_home: Path = Path(".forestops")
+    forestops_home: Path = Field(
+        Path(".forestops"),
+        description="State folder: SQLite files, MLflow store, archive, model cache",
+    )
     forestops_dataset: Path | None = Field(
         None,
         description="Course-format CSV(.gz) or UCI covtype.data(.gz); unset: download UCI once",
@@ -41,11 +44,17 @@ class Settings(BaseSettings):
 
     # --- the batch data source ---------------------------------------------------------------
     source_api_base_url: str = Field("", description="Course data API; unset: the built-in one")
-    group_number: int = Field(1, ge=1, le=10)
-    source_timeout_s: float = Field(30.0, gt=0)
+    group_number: int = Field(
+        1, ge=1, le=10, description="Course group number sent to the data API (1..10)"
+    )
+    source_timeout_s: float = Field(30.0, gt=0, description="Timeout of one data API call")
     source_retries: int = Field(5, ge=1, description="Attempts per call before failing loudly")
-    source_backoff_max_s: float = Field(30.0, gt=0)
-    data_api_port: int = 8081
+    source_backoff_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between retries (exponential backoff)"
+    )
+    data_api_port: int = Field(
+        8081, description="Port of the built-in data API (`forestops data-api`, `up`, `run`)"
+    )
     min_update_time_s: float = Field(300.0, ge=0, description="Built-in data API batch window")
     sample_fraction: float = Field(0.1, gt=0, le=1, description="Built-in data API share per call")
 
@@ -58,7 +67,9 @@ class Settings(BaseSettings):
     harvest_stop_new_share: float = Field(
         0.02, gt=0, lt=1, description="Stop once new rows fall under this share of recent samples"
     )
-    harvest_window: int = Field(5, ge=1, description="Recent samples the new-row share is taken over")
+    harvest_window: int = Field(
+        5, ge=1, description="Recent samples the new-row share is taken over"
+    )
     harvest_time_budget_s: float | None = Field(
         None, gt=0, description="Longest harvest run; default 0.9 x MIN_UPDATE_TIME_S (the window)"
     )
@@ -68,38 +79,68 @@ class Settings(BaseSettings):
 
     # --- MLflow and the registry ---------------------------------------------------------------
     mlflow_tracking_uri: str = Field("", description="Default sqlite:///<home>/mlflow.db")
-    mlflow_enable_model_registry: bool = True
-    mlflow_experiment_name: str = "forest-cover"
-    model_name: str = "forest-cover"
-    champion_alias: str = "champion"
-    mlflow_url: str = "http://127.0.0.1:5000"
+    mlflow_enable_model_registry: bool = Field(
+        True, description="false: register nothing; serving takes the best run"
+    )
+    mlflow_experiment_name: str = Field(
+        "forest-cover", description="MLflow experiment of the training jobs"
+    )
+    model_name: str = Field("forest-cover", description="Registered model name")
+    champion_alias: str = Field("champion", description="Registry alias of the served model")
+    mlflow_url: str = Field(
+        "http://127.0.0.1:5000", description="MLflow UI link shown by the web UI"
+    )
 
     # --- training ----------------------------------------------------------------------------
-    train_candidates: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CANDIDATES
-    train_min_rows: int = Field(500, ge=10)
+    train_candidates: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_CANDIDATES,
+        description="Comma-separated: logistic_regression, svc, random_forest, lightgbm",
+    )
+    train_min_rows: int = Field(
+        500, ge=10, description="Fewer curated rows: training is skipped with a message"
+    )
     train_eval_fraction: float = Field(
         0.1, gt=0, lt=0.9, description="Held-out share; 0.1 of ~300k rows is ~30k evaluation rows"
     )
-    train_seed: int = 42
+    train_seed: int = Field(42, description="Seed of the split, subsamples and estimators")
     svc_max_rows: int = Field(10_000, ge=100, description="SVC is quadratic: bounded subsample")
-    logreg_max_rows: int = Field(100_000, ge=100)
-    random_forest_trees: int = Field(60, ge=1)
-    random_forest_max_rows: int = Field(150_000, ge=100)
+    logreg_max_rows: int = Field(
+        100_000, ge=100, description="Logistic regression stratified subsample"
+    )
+    random_forest_trees: int = Field(60, ge=1, description="Random forest size")
+    random_forest_max_rows: int = Field(
+        150_000, ge=100, description="Random forest stratified subsample"
+    )
     lightgbm_max_rounds: int = Field(1000, ge=1, description="Upper bound; early stopping decides")
-    lightgbm_time_budget_s: float = Field(300.0, gt=0)
-    lightgbm_num_leaves: int = Field(255, ge=2)
+    lightgbm_time_budget_s: float = Field(
+        300.0, gt=0, description="LightGBM stops adding rounds after this long"
+    )
+    lightgbm_num_leaves: int = Field(255, ge=2, description="LightGBM leaves per tree")
     lightgbm_validation_fraction: float = Field(
         0.05, gt=0, lt=0.5, description="Early-stopping split carved from the training part"
     )
-    lightgbm_early_stopping_rounds: int = Field(50, ge=1)
+    lightgbm_early_stopping_rounds: int = Field(
+        50, ge=1, description="Rounds without improvement before early stopping"
+    )
     train_n_jobs: int = Field(2, ge=1, description="Threads for the tree models")
 
     # --- inference service -------------------------------------------------------------------
-    inference_api_url: str = "http://127.0.0.1:8000"
-    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
-    admin_api_key: SecretStr | None = None
-    max_batch_rows: int = Field(10_000, ge=1)
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    inference_api_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where the UI, `up` and the DAGs reach the inference API",
+    )
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="Comma-separated API keys; unset: the API is open"
+    )
+    admin_api_key: SecretStr | None = Field(
+        None, description="Key for POST /reload when API_KEYS is set"
+    )
+    max_batch_rows: int = Field(
+        10_000, ge=1, description="Most records per /predict request (more: 413)"
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request body (more: 413)"
+    )
     model_poll_interval_s: float = Field(60.0, ge=0, description="0 disables polling")
     model_startup_wait_s: float = Field(
         30.0, ge=0, description="Start-up wait for the tracking server before serving the cache"
@@ -125,13 +166,13 @@ class Settings(BaseSettings):
         0.05, gt=0, lt=1, description="Alert when live accuracy falls this far below training's"
     )
     notify_webhook_url: str = Field("", description="Slack-compatible webhook; unset: no messages")
-    notify_timeout_s: float = Field(5.0, gt=0)
+    notify_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook post")
 
     # --- web UI ------------------------------------------------------------------------------
     ui_host: str = Field(
         "127.0.0.1", description="Bind address of `forestops ui` (0.0.0.0 in compose)"
     )
-    ui_port: int = 8501
+    ui_port: int = Field(8501, description="Port of `forestops ui`")
     ui_api_key: SecretStr | None = Field(
         None, description="X-API-Key the UI sends; default: the first of API_KEYS"
     )
@@ -140,8 +181,12 @@ class Settings(BaseSettings):
     )
 
     # --- embedded scheduler ------------------------------------------------------------------
-    ingest_interval_s: float = Field(300.0, gt=0)
-    train_interval_s: float = Field(900.0, gt=0)
+    ingest_interval_s: float = Field(
+        300.0, gt=0, description="Embedded scheduler: seconds between ingestion runs"
+    )
+    train_interval_s: float = Field(
+        900.0, gt=0, description="Embedded scheduler: seconds between training runs"
+    )
     up_host: str = Field(
         "127.0.0.1", description="Bind address of every server `forestops up` starts"
     )
