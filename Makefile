@@ -40,8 +40,8 @@ up: install
 	$(BIN)/forestops up
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks dags
-	$(BIN)/ruff format --check src tests benchmarks dags
+	$(BIN)/ruff check src tests benchmarks dags tools
+	$(BIN)/ruff format --check src tests benchmarks dags tools
 
 typecheck: install
 	$(BIN)/mypy
