@@ -109,6 +109,42 @@ def monitoring_history(url: str) -> list[dict[str, Any]]:
     return recent_reports(_engine(url))
 
 
+@st.cache_data(ttl=SUMMARY_TTL_S, show_spinner=False)
+def harvest_coverage(url: str, latest: int = 20_000) -> pd.DataFrame:
+    """Per harvested batch (consecutive samples of one batch number of a group), the running
+    figures of its last sample (see pipeline.harvest), over the latest harvested samples. A
+    batch without an estimate yet (a single sample: the one a harvest took as the source moved
+    on) is left out."""
+    table = ingestion_batches.c
+    columns = [
+        table.id,
+        table.group_number,
+        table.batch_number,
+        table.fetched_at,
+        table.harvest_calls,
+        table.distinct_rows,
+        table.estimated_batch_size,
+        table.estimated_coverage,
+    ]
+    query = (
+        select(*columns)
+        .where(table.harvest_calls.is_not(None))
+        .order_by(table.id.desc())
+        .limit(latest)
+    )
+    with _engine(url).connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).all(), columns=[c.name for c in columns])
+    if frame.empty:
+        return frame
+    frame = frame.iloc[::-1]
+    group = frame["group_number"]
+    moved_on = frame["batch_number"] != frame.groupby(group)["batch_number"].shift()
+    stretch = moved_on.groupby(group).cumsum()
+    last = frame.groupby([group, stretch]).tail(1).dropna(subset=["estimated_coverage"])
+    last = last.assign(fetched_at=pd.to_datetime(last["fetched_at"], utc=True))
+    return last.reset_index(drop=True)
+
+
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 

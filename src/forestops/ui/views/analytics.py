@@ -88,6 +88,38 @@ def _batches(url: str) -> None:
     st.plotly_chart(figure, key="rows_per_batch")
 
 
+def _harvest_coverage(url: str) -> None:
+    """How much of each batch the harvests collected (estimated); nothing when none ran."""
+    harvests = data.harvest_coverage(url)
+    if harvests.empty:
+        return
+    figure = px.bar(
+        harvests.assign(batch=harvests["batch_number"].map(lambda n: f"#{n}")),
+        x="fetched_at",
+        y="estimated_coverage",
+        hover_data={
+            "batch": True,
+            "harvest_calls": True,
+            "distinct_rows": ":,",
+            "estimated_batch_size": ":,",
+        },
+        title=t("harvest_coverage"),
+        labels={
+            "fetched_at": t("fetched_at"),
+            "estimated_coverage": t("estimated_coverage"),
+            "batch": t("batch_number"),
+            "harvest_calls": t("harvest_calls"),
+            "distinct_rows": t("distinct_rows"),
+            "estimated_batch_size": t("estimated_batch_size"),
+        },
+        color_discrete_sequence=["#2e7d32"],
+    )
+    figure.update_layout(
+        yaxis_tickformat=".0%", yaxis_range=[0, 1.02], xaxis_title_text="", **LAYOUT
+    )
+    st.plotly_chart(figure, key="harvest_coverage")
+
+
 def _feature_by_class(sample: pd.DataFrame) -> None:
     feature = st.selectbox(
         t("feature"), contract.FEATURE_NAMES, format_func=feature_label, key="distribution_feature"
@@ -211,6 +243,7 @@ def render() -> None:
                 _class_distribution(url)
             with right:
                 _batches(url)
+            _harvest_coverage(url)
             left, right = st.columns(2)
             with left:
                 _feature_by_class(sample)
