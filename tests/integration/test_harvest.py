@@ -38,14 +38,6 @@ def subset(dataset_path: Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, home: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{home / 'forestops.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 def data_api(subset: pd.DataFrame, tmp_path: Path) -> Iterator[str]:
     """The built-in data API with its defaults and a 60 s window."""

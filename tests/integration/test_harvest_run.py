@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -19,6 +18,7 @@ from forestops.cli import app
 from forestops.config import Settings
 from forestops.store.database import get_engine
 from forestops.store.reads import training_frame
+from support.dataset_files import course_csv
 
 ROWS = 4000
 
@@ -27,14 +27,10 @@ ROWS = 4000
 def small_dataset(
     home: Path, dataset_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    path = tmp_path / "slice.csv"
-    pd.read_csv(dataset_path, nrows=ROWS).to_csv(path, index=False)
-    for key, value in {
-        "FORESTOPS_DATASET": str(path),
-        "TRAIN_CANDIDATES": "logistic_regression",
-        "LOGREG_MAX_ROWS": "1000",
-    }.items():
-        monkeypatch.setenv(key, value)
+    path = course_csv(dataset_path, tmp_path / "slice.csv", ROWS)
+    monkeypatch.setenv("FORESTOPS_DATASET", str(path))
+    monkeypatch.setenv("TRAIN_CANDIDATES", "logistic_regression")
+    monkeypatch.setenv("LOGREG_MAX_ROWS", "1000")
     return path
 
 

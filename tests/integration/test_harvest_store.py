@@ -24,19 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from forestops import contract
 from forestops.source.dataset import read_dataset
 from forestops.store.database import alembic_config, get_engine, upgrade
-from forestops.store.loader import BatchHeader, write_batch
+from forestops.store.loader import BatchHeader, write_batch, write_unloaded
 from forestops.store.locks import try_lock
 from forestops.store.schema import forest_cover_samples, ingestion_batches
 
 HARVEST_COLUMNS = {"harvest_calls", "distinct_rows", "estimated_batch_size", "estimated_coverage"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, home: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{home / 'forestops.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 @pytest.fixture(scope="module")
@@ -98,20 +90,8 @@ def test_postgresql_still_refuses_what_the_batch_key_refused(
             connection.execute(statement)
     with engine.begin() as connection:  # what the key allows still works
         connection.execute(update(ingestion_batches).values(message="checked"))
-        spare = connection.execute(
-            insert(ingestion_batches)
-            .values(
-                source="tests",
-                group_number=1,
-                fetched_at=datetime.now(UTC),
-                status="failed",
-                received=0,
-                inserted=0,
-                duplicates=0,
-                quarantined=0,
-            )
-            .returning(ingestion_batches.c.id)
-        ).scalar_one()
+        header = BatchHeader("tests", 1, None, datetime.now(UTC), None, None)
+        spare = write_unloaded(connection, header, "failed", "nothing stored")
         connection.execute(delete(ingestion_batches).where(ingestion_batches.c.id == spare))
 
 

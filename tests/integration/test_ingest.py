@@ -51,14 +51,6 @@ def subset(dataset_path: Path) -> pd.DataFrame:
     return read_dataset(dataset_path, nrows=3000)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, home: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{home / 'forestops.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 def settings_for(db_url: str, source: str) -> Settings:
     return Settings(
         database_url=db_url, source_api_base_url=source, source_retries=2, source_backoff_max_s=0.01
