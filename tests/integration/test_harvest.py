@@ -7,6 +7,7 @@ Its sampling is seeded, so every run of a test draws the same samples.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -15,12 +16,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from fastapi import Request, Response
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from forestops.cli import app as cli
 from forestops.config import Settings
 from forestops.pipeline.harvest import HarvestResult, harvest_batch
+from forestops.source.client import SourceError
 from forestops.source.dataset import read_dataset
 from forestops.source.server import create_app
 from forestops.store.database import get_engine, upgrade
@@ -197,3 +200,29 @@ def test_ingest_harvest_command(home: Path, data_api: str, monkeypatch: pytest.M
 
     both = runner.invoke(cli, ["ingest", "--harvest", "--replay", "1"])
     assert both.exit_code == 2 and "it harvests nothing" in both.output
+
+
+def test_a_source_failing_mid_run_ends_it_and_keeps_what_was_stored(
+    db_url: str, subset: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Three samples, then the source answers 503 to every call: the client's retries give up,
+    the run ends with the error, and the three samples stay stored with their figures."""
+    api = create_app(subset, tmp_path / "state.json", min_update_time=60, seed=7)
+    served = itertools.count()
+
+    @api.middleware("http")
+    async def fail_after_three(request: Request, call_next: Any) -> Response:
+        if request.url.path == "/data" and next(served) >= 3:
+            return Response("down for maintenance", status_code=503)
+        response: Response = await call_next(request)
+        return response
+
+    with BackgroundServer(api) as server:
+        settings = harvest_settings(db_url, server.url, source_retries=2, source_backoff_max_s=0.01)
+        with pytest.raises(SourceError, match="HTTP 503: down for maintenance"):
+            harvest_batch(settings)
+        rows = batch_rows(db_url)
+        assert [row["harvest_calls"] for row in rows] == [1, 2, 3]
+        assert rows[-1]["distinct_rows"] == len(stored_rows(db_url))
+        with pytest.raises(SourceError):  # the lock went with the failed run: not "busy"
+            harvest_batch(settings)

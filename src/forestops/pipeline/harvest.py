@@ -15,7 +15,9 @@ A run stops when
   (archived and recorded as rejected, as a single fetch does): no point insisting.
 It is polite: at least HARVEST_MIN_INTERVAL_S between calls, the client's retries back off, and
 one run per group at a time (a lock in the database, `store.locks`): a second run exits at once
-with status `busy`, since the first is already collecting that batch.
+with status `busy`, since the first is already collecting that batch. A source still failing
+after the client's retries, or a sample the database refuses, ends the run with that error, as
+it ends a single fetch (SourceError, IngestError); what was stored before stays.
 
 Every sample is stored exactly like a single fetch (`ingest.fetch_and_store`: archived,
 validated, one transaction, deduplicated by content hash), so an interrupted run loses nothing
@@ -142,7 +144,7 @@ class _Run:
                     return self._result("time_budget", spent, batch_number)
                 time.sleep(wait)
             last_call = time.monotonic()
-            result = fetch_and_store(settings, client, self.group, self._figures)
+            result = fetch_and_store(settings, client, self.group, self._running_figures)
             self.calls += 1
             self.batch_id = result.batch_id or self.batch_id
             if result.status == "all_collected":
@@ -164,11 +166,11 @@ class _Run:
                 )
                 return self._result("dried_up", dried, batch_number)
 
-    def _figures(self, batch_number: int, samples: pd.DataFrame) -> HarvestFigures:
+    def _running_figures(self, batch_number: int, samples: pd.DataFrame) -> HarvestFigures:
         """Called for each sample before it is stored: the figures its batch row carries."""
         tally = self.tallies.setdefault(batch_number, CaptureTally())
         new = tally.add(content_hashes(samples))
-        figures = _figures(tally)
+        figures = _figures_of(tally)
         log.info(
             "source batch %d, sample %d: %d rows, %d new, %d distinct, estimated coverage %s",
             batch_number,
@@ -188,7 +190,7 @@ class _Run:
         next_batch_number: int | None = None,
     ) -> HarvestResult:
         tally = self.tallies.get(batch_number) if batch_number is not None else None
-        figures = _figures(tally or CaptureTally())
+        figures = _figures_of(tally or CaptureTally())
         return HarvestResult(
             group=self.group,
             stop=stop,
@@ -209,7 +211,7 @@ class _Run:
         )
 
 
-def _figures(tally: CaptureTally) -> HarvestFigures:
+def _figures_of(tally: CaptureTally) -> HarvestFigures:
     size = tally.batch_size()
     return HarvestFigures(
         calls=tally.samples,
