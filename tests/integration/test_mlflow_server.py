@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.tracking import TAG_DECISION, resolve_serving_model
+from forestops.modeling.tracking import TAG_DECISION, mlflow_uris, resolve_serving_model
 from forestops.pipeline.train import train
 from support.mlflow_server import MlflowServer, mlflow_server
 from support.training_data import course_rows, eval_split, seed_samples, tiny
@@ -54,7 +54,8 @@ def test_train_registers_gates_and_loads_through_a_tracking_server(
         "1",
         next(c.run_id for c in first.candidates if c.name == first.best),
     )
-    model = mlflow.pyfunc.load_model(serving.uri)
+    with mlflow_uris(server.url):
+        model = mlflow.pyfunc.load_model(serving.uri)
     features, labels = eval_split(settings)
     predicted = model.predict(features)[contract.LABEL].to_numpy()
     best = next(c for c in first.candidates if c.name == first.best)

@@ -18,7 +18,12 @@ from mlflow.tracking import MlflowClient
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.tracking import TAG_CHALLENGER_SCORE, TAG_CHAMPION_SCORE, TAG_DECISION
+from forestops.modeling.tracking import (
+    TAG_CHALLENGER_SCORE,
+    TAG_CHAMPION_SCORE,
+    TAG_DECISION,
+    mlflow_uris,
+)
 from forestops.pipeline import promote
 from forestops.pipeline.status import read_latest_model
 from forestops.pipeline.train import train
@@ -41,7 +46,8 @@ def version_tags(settings: Settings, version: str) -> dict[str, str]:
 def accuracy_of(settings: Settings, version: str) -> float:
     """A registered version's accuracy on the current store's evaluation rows."""
     features, labels = eval_split(settings)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+    with mlflow_uris(settings.mlflow_tracking_uri):
+        model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
     return float(np.mean(model.predict(features)[contract.LABEL].to_numpy() == labels))
 
 

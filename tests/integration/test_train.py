@@ -25,6 +25,7 @@ from forestops.modeling.tracking import (
     TAG_CHAMPION_SCORE,
     TAG_DECISION,
     TAG_KIND,
+    mlflow_uris,
     resolve_serving_model,
 )
 from forestops.pipeline.status import read_latest_model
@@ -105,7 +106,8 @@ def test_train_tracks_registers_and_serves_the_best_candidate(
 
     # The champion, loaded back by URI, predicts raw strings ("Rawah", "C7745", even aliases)
     # and scores exactly its logged accuracy on the job's evaluation rows.
-    model = mlflow.pyfunc.load_model("models:/forest-cover@champion")
+    with mlflow_uris(settings.mlflow_tracking_uri):
+        model = mlflow.pyfunc.load_model("models:/forest-cover@champion")
     features, labels = eval_split(settings)
     predicted = model.predict(features)[contract.LABEL].to_numpy()
     assert np.mean(predicted == labels) == pytest.approx(best.accuracy)

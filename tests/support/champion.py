@@ -24,7 +24,7 @@ from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.features import ContractEncoder
 from forestops.modeling.package import log_forest_model
-from forestops.modeling.tracking import PRIMARY_METRIC, TAG_CANDIDATE, TAG_KIND
+from forestops.modeling.tracking import PRIMARY_METRIC, TAG_CANDIDATE, TAG_KIND, mlflow_uris
 
 
 def read_rows(dataset: Path, rows: int) -> pd.DataFrame:
@@ -77,9 +77,7 @@ def log_candidate(
             artifact_location=settings.mlflow_artifacts_dir.as_uri(),
         )
     )
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    try:
+    with mlflow_uris(settings.mlflow_tracking_uri):
         with mlflow.start_run(
             experiment_id=experiment_id, tags={TAG_KIND: "candidate", TAG_CANDIDATE: "lightgbm"}
         ) as run:
@@ -89,8 +87,6 @@ def log_candidate(
         if not (champion and settings.mlflow_enable_model_registry):
             return run.info.run_id, None
         version = mlflow.register_model(info.model_uri, settings.model_name)
-    finally:
-        mlflow.set_tracking_uri(previous)
     client.set_registered_model_alias(settings.model_name, settings.champion_alias, version.version)
     return run.info.run_id, str(version.version)
 

@@ -7,6 +7,8 @@ candidate run when the registry is disabled). Neither side imports the other.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,27 @@ TAG_CHALLENGER_SCORE = "forestops.challenger_accuracy"
 TAG_CHAMPION_SCORE = "forestops.champion_accuracy"
 PRIMARY_METRIC = "accuracy"
 MODEL_ARTIFACT = "model"
+
+
+@contextmanager
+def mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's process-global tracking URI at `uri` for the block, then put back exactly
+    what was there (including "unset", which `mlflow.get_tracking_uri()` cannot express).
+
+    The fluent API (`mlflow.start_run`, `register_model`, `pyfunc.load_model("models:/...")`)
+    reads this global, and MLflow also exports it as MLFLOW_TRACKING_URI; leaving it set would
+    send the next caller in the same process (a scheduler, a test) to the wrong store. The
+    registry URI is never set: unset, MLflow derives it from the tracking URI.
+    """
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    previous = tracking_utils._tracking_uri  # None when unset; the public getter resolves a default
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets, as MLflow's own helper does
 
 
 @dataclass(frozen=True)

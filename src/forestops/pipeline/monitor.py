@@ -38,7 +38,12 @@ from sqlalchemy import Engine, select
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.tracking import PRIMARY_METRIC, ServingModelRef, resolve_serving_model
+from forestops.modeling.tracking import (
+    PRIMARY_METRIC,
+    ServingModelRef,
+    mlflow_uris,
+    resolve_serving_model,
+)
 from forestops.pipeline.notify import notify
 from forestops.pipeline.train import TAG_MAX_BATCH_ID
 from forestops.store.database import get_engine, upgrade
@@ -252,9 +257,8 @@ def _served(engine: Engine, since: datetime) -> tuple[pd.DataFrame, np.ndarray]:
 def _load(settings: Settings, champion: ServingModelRef) -> Any:
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    return mlflow.pyfunc.load_model(champion.uri)
+    with mlflow_uris(settings.mlflow_tracking_uri):
+        return mlflow.pyfunc.load_model(champion.uri)
 
 
 def _predict(model: Any, frame: pd.DataFrame) -> np.ndarray:

@@ -35,6 +35,7 @@ from forestops.modeling.tracking import (
     TAG_CANDIDATE,
     TAG_DECISION,
     TAG_KIND,
+    mlflow_uris,
     resolve_serving_model,
 )
 from forestops.pipeline.evaluate import (
@@ -100,6 +101,11 @@ class TrainResult:
 
 
 def train(settings: Settings) -> TrainResult:
+    with mlflow_uris(settings.mlflow_tracking_uri):
+        return _train(settings)
+
+
+def _train(settings: Settings) -> TrainResult:
     candidates = build_candidates(settings)  # a configuration error beats "too little data"
     data = training_frame(settings)
     lineage = data.lineage
@@ -115,8 +121,6 @@ def train(settings: Settings) -> TrainResult:
         )
     split = _Split.of(settings, data)
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     experiment_id = _experiment_id(settings, client)
     started = datetime.now(UTC)
     with mlflow.start_run(
