@@ -1,13 +1,16 @@
-"""The Analytics page shows how much of each batch the harvests collected, from a store filled
-by real harvests (the built-in data API on loopback, its defaults: a tenth per call)."""
+"""The Analytics page shows how much of each batch the harvests collected: from a store filled by
+real harvests (the built-in data API on loopback with its defaults, a tenth per call), and from
+rows written the way harvests write them, for the cases a harvest meets only by timing."""
 
 from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from ui_harness import clean_env, open_page
 
@@ -15,10 +18,13 @@ from forestops.config import Settings
 from forestops.pipeline.harvest import harvest_batch
 from forestops.source.dataset import read_dataset
 from forestops.source.server import create_app
+from forestops.store.database import get_engine, upgrade
+from forestops.store.loader import BatchHeader, HarvestFigures, write_batch
+from forestops.ui import data
 from forestops.webserver import BackgroundServer
 
 
-def _coverage_chart(app_charts: list) -> dict:
+def _coverage_bars(app_charts: list) -> dict:
     for element in app_charts:
         if element.proto.id.endswith("harvest_coverage"):
             return json.loads(element.proto.spec)
@@ -31,18 +37,12 @@ def test_analytics_shows_the_estimated_coverage_of_each_harvest(
     clean_env(monkeypatch)
     monkeypatch.chdir(tmp_path)
     home = tmp_path / "home"
-    settings = Settings(
-        forestops_home=home,
-        source_api_base_url="",
-        harvest_min_interval_s=0,
-        harvest_time_budget_s=60,
-    )
-    frame = read_dataset(dataset_path, nrows=2000)
-    api = create_app(frame, tmp_path / "state.json", min_update_time=0.5, seed=3)
+    settings = Settings(forestops_home=home, harvest_min_interval_s=0, harvest_time_budget_s=600)
+    api = create_app(read_dataset(dataset_path, nrows=2000), tmp_path / "s.json", seed=3)
     with BackgroundServer(api) as server:
         source = settings.model_copy(update={"source_api_base_url": server.url})
-        first, second = harvest_batch(source), harvest_batch(source)
-    assert (first.stop, second.batch_number) == ("batch_changed", 2)
+        harvests = [harvest_batch(source, group) for group in (1, 2)]
+    assert [h.stop for h in harvests] == ["dried_up", "dried_up"]
     monkeypatch.setenv("FORESTOPS_HOME", str(home))
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
 
@@ -51,14 +51,40 @@ def test_analytics_shows_the_estimated_coverage_of_each_harvest(
         ("es", "Cobertura estimada de cada lote cosechado"),
     ):
         app = open_page("analytics", language)
-        chart = _coverage_chart(app.get("plotly_chart"))
+        chart = _coverage_bars(app.get("plotly_chart"))
         assert chart["layout"]["title"]["text"] == title
-    # batch 2 was harvested by the second run, after the first had stored one sample of it;
-    # batch 3's single sample has no estimate yet
     [bars] = chart["data"]
     shares = np.frombuffer(base64.b64decode(bars["y"]["bdata"]), dtype=bars["y"]["dtype"])
-    shown = {batch[0]: share for batch, share in zip(bars["customdata"], shares, strict=True)}
-    assert shown == {
-        "#1": pytest.approx(first.estimated_coverage),
-        "#2": pytest.approx(second.estimated_coverage),
-    }
+    assert [(batch, group) for batch, group, *_ in bars["customdata"]] == [("#1", 1), ("#1", 2)]
+    assert shares.tolist() == pytest.approx([h.estimated_coverage for h in harvests])
+
+
+def test_each_harvested_batch_shows_the_last_figures_of_its_last_harvest(tmp_path: Path) -> None:
+    """Group 1: batch 1 over two runs (the second, stopped early, starts its tally again), then
+    the single sample a run took as the source moved on (no estimate: not shown); group 2's
+    harvest of its batch 1 interleaved with them."""
+    url = f"sqlite:///{tmp_path / 'forestops.db'}"
+    upgrade(url)
+    written = [
+        (1, 1, 1, None),
+        (2, 1, 1, None),
+        (1, 1, 2, 0.19),
+        (2, 1, 2, 0.2),
+        (2, 1, 3, 0.3),
+        (1, 1, 1, None),
+        (1, 1, 2, 0.21),
+        (1, 2, 1, None),
+    ]
+    with get_engine(url).begin() as connection:
+        for group, batch, calls, coverage in written:
+            header = BatchHeader("tests", group, batch, datetime.now(UTC), None, None)
+            size = None if coverage is None else 1000
+            figures = HarvestFigures(calls, calls * 100, size, coverage)
+            write_batch(connection, header, pd.DataFrame(), [], figures)
+
+    shown = data.harvest_coverage(url)
+    assert shown[["group_number", "batch_number", "harvest_calls"]].values.tolist() == [
+        [2, 1, 3],
+        [1, 1, 2],
+    ]
+    assert shown["estimated_coverage"].tolist() == [0.3, 0.21]

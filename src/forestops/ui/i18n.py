@@ -302,6 +302,7 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
         "es": "Cobertura estimada de cada lote cosechado",
     },
     "estimated_coverage": {"en": "Estimated coverage", "es": "Cobertura estimada"},
+    "group_number": {"en": "Group", "es": "Grupo"},
     "harvest_calls": {"en": "Calls", "es": "Llamadas"},
     "distinct_rows": {"en": "Distinct rows", "es": "Filas distintas"},
     "estimated_batch_size": {"en": "Estimated batch size", "es": "Tamaño estimado del lote"},

@@ -99,6 +99,7 @@ def _harvest_coverage(url: str) -> None:
         y="estimated_coverage",
         hover_data={
             "batch": True,
+            "group_number": True,
             "harvest_calls": True,
             "distinct_rows": ":,",
             "estimated_batch_size": ":,",
@@ -108,6 +109,7 @@ def _harvest_coverage(url: str) -> None:
             "fetched_at": t("fetched_at"),
             "estimated_coverage": t("estimated_coverage"),
             "batch": t("batch_number"),
+            "group_number": t("group_number"),
             "harvest_calls": t("harvest_calls"),
             "distinct_rows": t("distinct_rows"),
             "estimated_batch_size": t("estimated_batch_size"),
