@@ -155,7 +155,7 @@ def test_the_time_budget_ends_a_run(home: Path, data_api: str) -> None:
 
 
 def test_one_run_at_a_time_per_group(db_url: str, data_api: str) -> None:
-    slow = harvest_settings(db_url, data_api, harvest_min_interval_s=0.2, harvest_time_budget_s=1.5)
+    slow = harvest_settings(db_url, data_api, harvest_min_interval_s=0.2, harvest_time_budget_s=3)
     upgrade(db_url)
     first: list[HarvestResult] = []
     running = threading.Thread(target=lambda: first.append(harvest_batch(slow)))

@@ -2,7 +2,7 @@
 collect nearly every row, where one call per window would collect a tenth.
 
 A 4,000-row slice of the shared data set (written to the test's temp folder) and one tiny
-candidate keep it short; the window (2 s) is what the run waits for between batches, three of
+candidate keep it short; the window (4 s) is what the run waits for between batches, three of
 which are harvested.
 """
 
@@ -37,7 +37,7 @@ def small_dataset(
 def test_run_harvests_every_batch_within_its_window(
     small_dataset: Path, settings: Settings
 ) -> None:
-    outcome = CliRunner().invoke(app, ["run", "--min-update-time", "2", "--batches", "3", "--json"])
+    outcome = CliRunner().invoke(app, ["run", "--min-update-time", "4", "--batches", "3", "--json"])
 
     assert outcome.exit_code == 0, outcome.output
     result = json.loads(outcome.stdout)
