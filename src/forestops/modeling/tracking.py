@@ -7,6 +7,7 @@ candidate run when the registry is disabled). Neither side imports the other.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ TAG_CHALLENGER_SCORE = "forestops.challenger_accuracy"
 TAG_CHAMPION_SCORE = "forestops.champion_accuracy"
 PRIMARY_METRIC = "accuracy"
 MODEL_ARTIFACT = "model"
+_TRACKING_ENV = "MLFLOW_TRACKING_URI"  # also how forestops Settings are configured
 
 
 @contextmanager
@@ -39,11 +41,16 @@ def mlflow_uris(uri: str) -> Iterator[None]:
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     previous = tracking_utils._tracking_uri  # None when unset; the public getter resolves a default
+    previous_env = os.environ.get(_TRACKING_ENV)  # set_tracking_uri writes (or deletes) it too
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets, as MLflow's own helper does
+        if previous_env is None:
+            os.environ.pop(_TRACKING_ENV, None)
+        else:
+            os.environ[_TRACKING_ENV] = previous_env
 
 
 @dataclass(frozen=True)
