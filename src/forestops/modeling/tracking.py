@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from forestops.config import Settings
@@ -77,6 +78,23 @@ class ServingModelRef:
             "tags": self.tags,
             "trained_at_ms": self.trained_at_ms,
         }
+
+
+def latest_training_job(
+    client: MlflowClient, settings: Settings, *, finished_only: bool = False
+) -> Run | None:
+    """The newest training job's parent run (optionally only a FINISHED one), or None."""
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment_name)
+    if experiment is None:
+        return None
+    status = " and attributes.status = 'FINISHED'" if finished_only else ""
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{TAG_KIND}` = 'training_job'{status}",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
 
 
 def resolve_serving_model(

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import func, inspect, select
 
 from forestops.config import Settings
-from forestops.modeling.tracking import TAG_KIND
+from forestops.modeling.tracking import latest_training_job
 from forestops.pipeline.train import TAG_MAX_BATCH_ID
 from forestops.store.database import get_engine
 from forestops.store.schema import forest_cover_samples
@@ -60,17 +60,10 @@ def newest_curated_batch_id(settings: Settings) -> int | None:
 
 def last_trained_batch_id(settings: Settings) -> int | None:
     """The batch lineage of the newest finished training job (a failed one trained nothing)."""
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    experiment = client.get_experiment_by_name(settings.mlflow_experiment_name)
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`{TAG_KIND}` = 'training_job' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+    job = latest_training_job(
+        MlflowClient(settings.mlflow_tracking_uri), settings, finished_only=True
     )
-    if not runs:
+    if job is None:
         return None
-    tag = runs[0].data.tags.get(TAG_MAX_BATCH_ID, "")
+    tag = job.data.tags.get(TAG_MAX_BATCH_ID, "")
     return int(tag) if tag.isdigit() else None

@@ -31,6 +31,7 @@ from forestops.modeling.tracking import (
     TAG_DECISION,
     TAG_KIND,
     ServingModelRef,
+    latest_training_job,
     resolve_serving_model,
 )
 from forestops.ui.errors import MlflowNotReady, MlflowUnreachable
@@ -102,20 +103,11 @@ def _candidate_row(run: Run) -> dict[str, Any]:
 def last_training(settings: Settings) -> Training | None:
     """The newest training job and its candidate runs, best first."""
     mlflow = client(settings)
-    experiment = mlflow.get_experiment_by_name(settings.mlflow_experiment_name)
-    if experiment is None:
+    job = latest_training_job(mlflow, settings)
+    if job is None:
         return None
-    jobs = mlflow.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`{TAG_KIND}` = 'training_job'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not jobs:
-        return None
-    job = jobs[0]
     children = mlflow.search_runs(
-        [experiment.experiment_id],
+        [job.info.experiment_id],
         filter_string=(
             f"tags.`mlflow.parentRunId` = '{job.info.run_id}' and tags.`{TAG_KIND}` = 'candidate'"
         ),
