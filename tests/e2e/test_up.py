@@ -35,7 +35,8 @@ def test_up_serves_a_champion_and_stops_cleanly_on_sigterm(
     with UpProcess(env, tmp_path) as up:
         data_api, inference = up.url("DATA_API_PORT"), up.url("INFERENCE_PORT")
         mlflow, web_ui = up.url("MLFLOW_PORT"), up.url("UI_PORT")
-        up.wait_for(r"forestops is up", timeout=120)
+        # The banner is one write, but it reaches `up.lines` line by line: wait for its last line.
+        up.wait_for(r"^  jobs +ingest every", timeout=120)
         banner = "\n".join(up.lines)
         for url in (data_api, f"{inference}/docs", mlflow, web_ui):
             assert url in banner
