@@ -5,13 +5,15 @@
 Without --model-uri it fits a production-like champion first: the training pipeline's LightGBM
 candidate (its settings: 255 leaves, lambda_l2 1, early stopping, time budget) on `--rows` rows of
 the shared data, logged with `log_forest_model`, registered and aliased champion in a sqlite
-MLflow under a temporary FORESTOPS_HOME. Both servers run as their own process with one worker
-on loopback: `forestops serve` and `mlflow models serve --env-manager local`. For each it
-measures single-record latency (p50/p99) at concurrency 1 and 16 and batch throughput with
-1,000-record requests, checks both return the same probabilities, and prints a markdown table
-with the ratios (for benchmarks/RESULTS.md). The client is Python (httpx, one connection per
-thread) on the same 2 cores, so absolute latencies include its cost; the ratios compare like
-with like.
+MLflow under a temporary FORESTOPS_HOME. Three servers run as their own process with one worker
+on loopback: `forestops serve` on its ONNX Runtime form of the champion (the default,
+INFERENCE_RUNTIME=auto, measured once the service reports it), `forestops serve` on the LightGBM
+booster (INFERENCE_RUNTIME=native), and `mlflow models serve --env-manager local` (the baseline).
+For each it measures single-record latency (p50/p99) at concurrency 1 and 16, server CPU per
+request, and batch throughput with 1,000-record requests, compares the answers with the
+baseline's, and prints a markdown table with the ratios (for benchmarks/RESULTS.md). The client
+is Python (httpx, one connection per thread) on the same 2 cores, so absolute latencies include
+its cost; the ratios compare like with like.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import pandas as pd
 
 from forestops import contract
 from forestops.config import Settings
+from forestops.store.database import upgrade
 from forestops.webserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,19 +91,24 @@ def start(
     processes: list[subprocess.Popen[bytes]],
     timeout: float = 180,
 ) -> subprocess.Popen[bytes]:
-    """Start a server in its own process group (appended to `processes`) and wait for `probe`."""
+    """Start a server in its own process group (appended to `processes`) and wait for `probe`.
+
+    Its output goes to a file, never to an unread pipe: a server whose log fills a pipe blocks.
+    """
+    output = tempfile.TemporaryFile()  # noqa: SIM115 - open for as long as the server runs
     process = subprocess.Popen(
         command,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     processes.append(process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{command[0]} exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            output.seek(0)
+            raise RuntimeError(f"{command[0]} exited: {output.read().decode()[-2000:]}")
         try:
             if httpx.get(probe, timeout=1).status_code == 200:
                 return process
@@ -218,6 +226,7 @@ def main() -> None:
         model = fit_champion(settings, args.dataset, args.rows)
         model_uri = f"models:/{settings.model_name}@{settings.champion_alias}"
     print(f"champion: {model}", file=sys.stderr)
+    upgrade(settings.database_url)  # the prediction log writes there, as under `forestops up`
 
     frame = pd.read_csv(
         args.dataset, skiprows=range(1, 200_001), nrows=args.single_requests + 1000 * args.batches
@@ -231,106 +240,137 @@ def main() -> None:
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "MODEL_POLL_INTERVAL_S": "0",
     }
-    ours_port, mlflow_port = free_port(), free_port()
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs `uvicorn` by name
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        start(
-            [str(bin_dir / "forestops"), "serve", "--port", str(ours_port)],
-            env,
-            f"http://127.0.0.1:{ours_port}/health",
-            processes,
-        )
-        start(
-            [
-                str(bin_dir / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                model_uri,
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(mlflow_port),
-                "-w",
-                "1",
-            ],
-            env,
-            f"http://127.0.0.1:{mlflow_port}/ping",
-            processes,
-        )
-        ours_url = f"http://127.0.0.1:{ours_port}/predict"
-        theirs_url = f"http://127.0.0.1:{mlflow_port}/invocations"
-        check = records[:1000]
-        a = np.array(
-            [
-                p["probabilities"]
-                for p in httpx.post(
-                    ours_url, content=encode_ours(check), headers=JSON, timeout=300
-                ).json()["predictions"]
-            ]
-        )
-        b = pd.DataFrame(
-            httpx.post(theirs_url, content=encode_theirs(check), headers=JSON, timeout=300).json()[
-                "predictions"
-            ]
-        )
-        agree = bool(
-            np.allclose(
-                a, b[[f"probability_{i}" for i in contract.CLASS_IDS]].to_numpy(), atol=1e-9
-            )
-        )
-        ours, theirs = (p.pid for p in processes)
+        servers = {
+            f"forestops serve ({runtime})": serve_ours(bin_dir, env, runtime, processes)
+            for runtime in ("onnxruntime", "lightgbm")
+        }
+        servers["mlflow models serve"] = serve_mlflow(bin_dir, env, model_uri, processes)
+        check = records[: 1000 * args.batches]
+        answers = {
+            name: probabilities(url, encode, check) for name, (url, encode) in servers.items()
+        }
         results = {
-            "forestops serve": measure("forestops", ours_url, ours, encode_ours, records, args),
-            "mlflow models serve": measure(
-                "mlflow", theirs_url, theirs, encode_theirs, records, args
-            ),
+            name: measure(name, url, process.pid, encode, records, args)
+            for (name, (url, encode)), process in zip(servers.items(), processes, strict=True)
         }
     finally:
         for process in processes:  # the whole group: mlflow runs uvicorn as a child
             os.killpg(process.pid, signal.SIGTERM)
-            process.wait(30)
-    print(report(model, results, agree, args))
+        for process in processes:
+            process.wait(60)
+    print(report(model, results, answers, args))
+
+
+Server = tuple[str, Callable[[list[dict[str, Any]]], bytes]]
+
+
+def serve_ours(
+    bin_dir: Path, env: dict[str, str], runtime: str, processes: list[subprocess.Popen[bytes]]
+) -> Server:
+    """`forestops serve` once it answers with `runtime` (the ONNX form is built after start-up)."""
+    port = free_port()
+    inference_runtime = "native" if runtime == "lightgbm" else "auto"
+    start(
+        [str(bin_dir / "forestops"), "serve", "--port", str(port)],
+        {**env, "INFERENCE_RUNTIME": inference_runtime},
+        f"http://127.0.0.1:{port}/health",
+        processes,
+    )
+    deadline = time.monotonic() + 600
+    while httpx.get(f"http://127.0.0.1:{port}/metadata").json()["runtime"] != runtime:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"forestops serve never switched to {runtime}")
+        time.sleep(0.5)
+    return f"http://127.0.0.1:{port}/predict", encode_ours
+
+
+def serve_mlflow(
+    bin_dir: Path, env: dict[str, str], model_uri: str, processes: list[subprocess.Popen[bytes]]
+) -> Server:
+    port = free_port()
+    command = [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri]
+    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    start(command, env, f"http://127.0.0.1:{port}/ping", processes)
+    return f"http://127.0.0.1:{port}/invocations", encode_theirs
+
+
+def probabilities(
+    url: str, encode: Callable[[list[dict[str, Any]]], bytes], records: list[dict[str, Any]]
+) -> np.ndarray:
+    """The (n, 7) probabilities a server gives for `records`, asked 1,000 at a time."""
+    parts = []
+    for i in range(0, len(records), 1000):
+        answer = httpx.post(url, content=encode(records[i : i + 1000]), headers=JSON, timeout=300)
+        body = answer.raise_for_status().json()
+        if (
+            "predictions" in body
+            and body["predictions"]
+            and "probabilities" in body["predictions"][0]
+        ):
+            parts.append(np.array([p["probabilities"] for p in body["predictions"]]))
+        else:
+            columns = [f"probability_{i}" for i in contract.CLASS_IDS]
+            parts.append(pd.DataFrame(body["predictions"])[columns].to_numpy())
+    return np.concatenate(parts)
 
 
 def report(
     model: dict[str, Any],
     results: dict[str, dict[str, float]],
-    agree: bool,
+    answers: dict[str, np.ndarray],
     args: argparse.Namespace,
 ) -> str:
-    ours, theirs = results["forestops serve"], results["mlflow models serve"]
+    names = list(results)
+    baseline = results["mlflow models serve"]
+    reference = answers["mlflow models serve"]
     lines = [
-        f"Champion: {model}. Same model in both servers, one worker each, loopback, 2 cores;",
-        f"{args.single_requests} single-record requests per concurrency level, {args.batches} requests of 1,000 records.",
-        f"Probabilities identical between the two servers on 1,000 records: {agree}.",
+        f"Champion: {model}. The same model version in every server, one worker each, loopback,",
+        f"2 cores; {args.single_requests} single-record requests per concurrency level,",
+        f"{args.batches} requests of 1,000 records.",
         "",
-        "| metric | forestops serve | mlflow models serve | ratio (mlflow / ours) |",
-        "|---|---|---|---|",
+        f"Answers compared with `mlflow models serve` on the {len(reference):,} batch records:",
     ]
-    for key, label in (
+    for name in names[:-1]:
+        same = float((answers[name].argmax(axis=1) == reference.argmax(axis=1)).mean())
+        delta = float(np.abs(answers[name] - reference).max())
+        lines.append(
+            f"- {name}: same class on {same:.2%}, largest probability difference {delta:.2g}"
+        )
+    lines += [
+        "",
+        "| metric | "
+        + " | ".join(names)
+        + " | "
+        + " | ".join(f"mlflow / {name.removeprefix('forestops serve ')}" for name in names[:-1])
+        + " |",
+        "|---" * (len(names) * 2) + "|",
+    ]
+    lower_is_better = (
         ("p50_c1", "single record p50, c=1 (ms)"),
         ("p99_c1", "single record p99, c=1 (ms)"),
         ("cpu_ms_c1", "server CPU per single-record request, c=1 (ms)"),
         ("p50_c16", "single record p50, c=16 (ms)"),
         ("p99_c16", "single record p99, c=16 (ms)"),
         ("cpu_ms_c16", "server CPU per single-record request, c=16 (ms)"),
-    ):
-        lines.append(
-            f"| {label} | {ours[key]:.2f} | {theirs[key]:.2f} | {theirs[key] / ours[key]:.1f}x |"
-        )
-    for key, label in (
+    )
+    higher_is_better = (
         ("batch_rows_per_s", "batch throughput, 1,000-record requests (rows/s)"),
         ("batch_rows_per_cpu_s", "batch rows per server CPU second"),
-    ):
-        lines.append(
-            f"| {label} | {ours[key]:,.0f} | {theirs[key]:,.0f} | "
-            f"{ours[key] / theirs[key]:.1f}x (ours / mlflow) |"
-        )
+    )
+    for key, label in (*lower_is_better, *higher_is_better):
+        values = " | ".join(f"{results[name][key]:,.2f}" for name in names)
+        if (key, label) in lower_is_better:
+            ratios = [baseline[key] / results[name][key] for name in names[:-1]]
+        else:
+            ratios = [results[name][key] / baseline[key] for name in names[:-1]]
+        lines.append(f"| {label} | {values} | " + " | ".join(f"{r:.1f}x" for r in ratios) + " |")
+    lines.append("")
+    lines.append("Ratios are the advantage of each forestops runtime over `mlflow models serve`")
+    lines.append("(latency and CPU: theirs / ours; throughput: ours / theirs).")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -149,6 +149,20 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
         description="Threads one large batch is split across (each model call is single-threaded)",
+    )
+    inference_runtime: Literal["auto", "native"] = Field(
+        "auto",
+        description="auto: a LightGBM champion is converted to ONNX (child process, cached) and "
+        "served by ONNX Runtime once verified; native: always the model's own predict",
+    )
+    inference_onnx_min_agreement: float = Field(
+        0.999,
+        gt=0,
+        le=1,
+        description="Share of verification records on which ONNX must give the booster's label",
+    )
+    inference_onnx_timeout_s: float = Field(
+        900.0, gt=0, description="Longest ONNX conversion of one model (beyond: the booster stays)"
     )
 
     # --- monitoring --------------------------------------------------------------------------

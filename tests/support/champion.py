@@ -135,6 +135,8 @@ def champion_store(root: Path, dataset: Path) -> ChampionStore:
         api_keys=(),
         admin_api_key=None,
         model_poll_interval_s=0,
+        # The booster's exact answers; tests/integration/test_serving_onnx.py covers ONNX Runtime.
+        inference_runtime="native",
     )
     frame = read_rows(dataset, 3000)
     run_a, _ = log_candidate(settings, tiny_pipeline(frame, 20), 0.9)

@@ -219,6 +219,9 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             lineage={k: v for k, v in ref.tags.items() if k.startswith(_LINEAGE_PREFIXES)},
             features=features,
             classes=classes,
+            runtime=served.runtime,
+            runtime_agreement=served.agreement,
+            runtime_note=served.runtime_note,
         )
 
     @app.post(

@@ -8,7 +8,9 @@ from disk (status degraded). A candidate must load as a forestops pyfunc and pas
 prediction (finite probabilities that sum to one, fast path equal to the pyfunc path) before it
 is swapped in; a refused candidate is remembered so polling does not download it again and again.
 The tracking server is only ever contacted from `refresh` (start-up, the poll thread, /reload),
-never from the request path.
+never from the request path. Once a LightGBM model serves, a background thread converts it to
+ONNX in a child process and, if the result agrees with the booster, swaps the faster runtime in
+the same way (`onnx_forest`); until then, or if it never agrees, the booster answers.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,7 +34,14 @@ from forestops.config import Settings
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.package import PROBABILITY_COLUMNS, ForestCoverModel, input_example
 from forestops.modeling.tracking import MODEL_ARTIFACT, ServingModelRef, resolve_serving_model
-from forestops.serving.predictor import Predict, make_predictor
+from forestops.serving.onnx_forest import (
+    ONNX_FILE,
+    CompileCancelled,
+    ForestCompiler,
+    label_agreement,
+    load_forest,
+)
+from forestops.serving.predictor import Predict, Runtime, lightgbm_booster, make_predictor
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ Status = Literal["ok", "degraded", "unavailable"]
 Outcome = Literal["swapped", "unchanged", "refused", "missing", "failed"]
 Trigger = Literal["startup", "poll", "api"]
 _KEEP_CACHED = 2  # the model served and the one before it (a rollback needs no download)
+_VERIFICATION_ROWS = 20_000  # ONNX vs booster: ~0.5 s of both, off the request path
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,9 @@ class ServedModel:
     ref: ServingModelRef
     model_name: str
     path: Path
+    runtime: Runtime
+    agreement: float | None = None  # onnxruntime: share of verification labels the booster's
+    runtime_note: str | None = None  # why a LightGBM model is not (yet) on ONNX Runtime
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,7 @@ class ModelHolder:
         self._stop = threading.Event()
         self._first_refresh = threading.Event()
         self._thread: threading.Thread | None = None
+        self._compiler = ForestCompiler(settings.inference_onnx_timeout_s)
 
     # --- state ----------------------------------------------------------------------------------
     @property
@@ -103,6 +117,7 @@ class ModelHolder:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._compiler.cancel()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -153,6 +168,7 @@ class ModelHolder:
             self._refused[_key(ref)] = reason
             return self._fail(reason, "refused")
         self._swap(candidate)
+        self._accelerate_later(candidate)
         return RefreshResult("swapped", f"now serving {_describe(ref)}", ref.version)
 
     def _fail(self, reason: str, outcome: Outcome = "failed") -> RefreshResult:
@@ -232,6 +248,7 @@ class ModelHolder:
             log.warning("cached model %s unusable: %s", path, error)
             return
         self.problem = f"serving cached {_describe(ref)}; tracking server not confirmed yet"
+        self._accelerate_later(self.current)
 
     def _prune(self, keep: set[str]) -> None:
         cached = [p for p in self.cache_dir.iterdir() if p.is_dir() and p.name not in keep]
@@ -250,7 +267,7 @@ class ModelHolder:
         if not isinstance(model, ForestCoverModel):
             raise ModelRefused(f"is a {type(model).__name__}, not a ForestCoverModel")
         single_threaded(model)
-        predict = make_predictor(model)
+        predict, runtime = make_predictor(model)
         smoke_test(model, predict)
         return ServedModel(
             model=model,
@@ -258,7 +275,62 @@ class ModelHolder:
             ref=ref,
             model_name=self.settings.model_name,
             path=path,
+            runtime=runtime,
         )
+
+    # --- the ONNX runtime -----------------------------------------------------------------------
+    def _accelerate_later(self, served: ServedModel) -> None:
+        if self.settings.inference_runtime == "auto" and served.runtime == "lightgbm":
+            threading.Thread(
+                target=self._accelerate, args=(served,), name="onnx-forest", daemon=True
+            ).start()
+
+    def _accelerate(self, served: ServedModel) -> None:
+        """Serve `served` through its ONNX form if that agrees with the booster; else say why not."""
+        booster = lightgbm_booster(served.model)
+        assert booster is not None  # runtime "lightgbm" says so
+        try:
+            path = self._compiler.compile(booster, served.path / ONNX_FILE)
+            try:
+                predict = load_forest(path, served.model.encoder.encode_arrays)
+            except Exception:
+                path.unlink(missing_ok=True)  # unreadable: the next load converts again
+                raise
+            share = label_agreement(served.predict, predict, _VERIFICATION_ROWS)
+        except CompileCancelled:
+            return
+        except Exception as error:
+            self._update(served, runtime_note=f"ONNX Runtime failed: {_short(error)}")
+            return
+        floor = self.settings.inference_onnx_min_agreement
+        if share < floor:
+            note = (
+                f"ONNX Runtime gives the booster's label on {share:.4f} of {_VERIFICATION_ROWS} "
+                f"verification records, below INFERENCE_ONNX_MIN_AGREEMENT={floor:g}"
+            )
+            self._update(served, runtime_note=note)
+            return
+        self._update(served, predict=predict, runtime="onnxruntime", agreement=share)
+
+    def _update(self, served: ServedModel, **changes: Any) -> None:
+        """Change the served model's runtime, unless another model was swapped in meanwhile."""
+        with self._lock:
+            current = self.current
+            if current is None or current.model is not served.model:
+                return
+            self.current = replace(current, **changes)
+        if "runtime_note" in changes:
+            log.warning(
+                "%s keeps the LightGBM booster: %s", _describe(served.ref), changes["runtime_note"]
+            )
+        else:
+            log.info(
+                "%s now runs on ONNX Runtime (the booster's label on %.4f of %d verification "
+                "records)",
+                _describe(served.ref),
+                changes["agreement"],
+                _VERIFICATION_ROWS,
+            )
 
 
 def single_threaded(model: ForestCoverModel) -> None:

@@ -77,12 +77,13 @@ class HolderCollector(Collector):
         info = GaugeMetricFamily(
             "forestops_model_info",
             "The model being served (value 1)",
-            labels=["model_name", "model_version", "run_id", "alias"],
+            labels=["model_name", "model_version", "run_id", "alias", "runtime"],
         )
         if served:
             ref = served.ref
             info.add_metric(
-                [served.model_name, ref.version or "", ref.run_id, ref.alias or ""], 1.0
+                [served.model_name, ref.version or "", ref.run_id, ref.alias or "", served.runtime],
+                1.0,
             )
         yield info
         refreshes = CounterMetricFamily(

@@ -211,7 +211,8 @@ class PredictionLogger:
                     conn.execute(insert(prediction_log), rows)
         except Exception as error:  # any database failure: keep the batch, retry later
             self.errors.inc()
-            log.warning("prediction log: %d records not written yet: %s", len(rows), error)
+            reason = str(error).splitlines()[0]  # not SQLAlchemy's echo of thousands of rows
+            log.warning("prediction log: %d records not written yet: %s", len(rows), reason)
             return False
         self.written.inc(len(rows))
         return True

@@ -7,32 +7,43 @@ the same row of a 322-tree champion. For a LGBMClassifier that knows all seven c
 service therefore encodes with the model's own encoder and asks the booster directly, one
 thread per call (the service parallelises across calls). Everything else uses
 `ForestCoverModel.predict_proba_arrays` unchanged. The holder's smoke test compares whatever
-this returns with the pyfunc predict path before a model is ever served.
+this returns with the pyfunc predict path before a model is ever served; the booster may later
+give way to its ONNX form (`onnx_forest`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from forestops import contract
 from forestops.modeling.package import ForestCoverModel
 
+if TYPE_CHECKING:
+    from lightgbm import Booster
+
 Predict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+Runtime = Literal["pyfunc", "lightgbm", "onnxruntime"]
 
 
-def make_predictor(model: ForestCoverModel) -> Predict:
+def lightgbm_booster(model: ForestCoverModel) -> Booster | None:
+    """The booster of a LGBMClassifier that knows all seven classes (its columns are the classes)."""
     from lightgbm import LGBMClassifier
 
     estimator = model.estimator
     complete = np.array_equal(getattr(estimator, "classes_", ()), contract.CLASS_IDS)
-    if not (isinstance(estimator, LGBMClassifier) and complete):
-        return model.predict_proba_arrays
-    booster = estimator.booster_
+    return estimator.booster_ if isinstance(estimator, LGBMClassifier) and complete else None
+
+
+def make_predictor(model: ForestCoverModel) -> tuple[Predict, Runtime]:
+    booster = lightgbm_booster(model)
+    if booster is None:
+        return model.predict_proba_arrays, "pyfunc"
     encode = model.encoder.encode_arrays
 
     def predict(numeric: np.ndarray, area: np.ndarray, soil: np.ndarray) -> np.ndarray:
         return np.asarray(booster.predict(encode(numeric, area, soil), num_threads=1))
 
-    return predict
+    return predict, "lightgbm"

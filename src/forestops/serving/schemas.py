@@ -153,6 +153,16 @@ class MetadataResponse(BaseModel):
     )
     features: list[FeatureInfo]
     classes: list[ClassInfo]
+    runtime: Literal["pyfunc", "lightgbm", "onnxruntime"] = Field(
+        description="What computes the answers: the pyfunc model, its LightGBM booster, or the "
+        "booster's ONNX form in ONNX Runtime (after verification)"
+    )
+    runtime_agreement: float | None = Field(
+        description="onnxruntime: share of verification records given the booster's label"
+    )
+    runtime_note: str | None = Field(
+        description="Why a LightGBM model is not served by ONNX Runtime (null otherwise)"
+    )
 
 
 class ReloadResponse(BaseModel):
