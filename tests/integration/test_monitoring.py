@@ -13,6 +13,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,9 @@ def test_every_record_of_concurrent_requests_lands_in_the_log(
     }
     assert logged["soil_type"] == contract.canonical_category("soil_type", sent["soil_type"])
     assert rows[0]["model_version"] == "1" and 0 < rows[0]["probability"] <= 1
+    logged_at = rows[0]["logged_at"]  # SQLite keeps no zone: the writer stores UTC there
+    logged_at = logged_at if logged_at.tzinfo else logged_at.replace(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - logged_at) < timedelta(minutes=10)
 
 
 def test_a_dead_database_never_fails_a_prediction_and_counts_backlog_and_drops(

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, insert
 
@@ -33,15 +32,22 @@ log = logging.getLogger(__name__)
 _BATCH_RECORDS = 2000
 _RETRY_MIN_S = 0.5
 _RETRY_MAX_S = 15.0
-_COPY_COLUMNS = (
+_COLUMNS = (
     "logged_at", "request_id", "model_version", "features", "prediction", "probability",
     "latency_ms",
 )  # fmt: skip
-_COPY = f"COPY {prediction_log.name} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+_COPY = f"COPY {prediction_log.name} ({', '.join(_COLUMNS)}) FROM STDIN"
 _CODES = {
     name: [category.code for category in categories]
     for name, categories in contract.CATEGORICAL_FEATURES.items()
 }
+# Category codes are contract identifiers (letters, digits, '-'): nothing in them needs escaping.
+_FEATURES_JSON = (
+    "{"
+    + ", ".join(f'"{name}": %d' for name in contract.NUMERIC_NAMES)
+    + ', "wilderness_area": "%s", "soil_type": "%s"}'
+)
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,24 +67,19 @@ class _Chunk:
     def __len__(self) -> int:
         return len(self.prediction)
 
-    def rows(self) -> list[dict[str, object]]:
+    def rows(self) -> list[tuple[object, ...]]:
+        """The chunk as `_COLUMNS` tuples, `features` already JSON text.
+
+        One %-template per record instead of a dict plus a JSON encoder: the writer's CPU competes
+        with requests for the GIL, and this is most of it (benchmarks/RESULTS.md, ## Monitoring).
+        """
         numeric = self.numeric.astype(np.int64).tolist()
         areas = _CODES["wilderness_area"]
         soils = _CODES["soil_type"]
+        head = (self.logged_at, self.request_id, self.model_version)
         return [
-            {
-                "logged_at": self.logged_at,
-                "request_id": self.request_id,
-                "model_version": self.model_version,
-                "features": {
-                    **dict(zip(contract.NUMERIC_NAMES, values, strict=True)),
-                    "wilderness_area": areas[area],
-                    "soil_type": soils[soil],
-                },
-                "prediction": prediction,
-                "probability": probability,
-                "latency_ms": self.latency_ms,
-            }
+            (*head, _FEATURES_JSON % (*values, areas[area], soils[soil]), prediction, probability,
+             self.latency_ms)
             for values, area, soil, prediction, probability in zip(
                 numeric,
                 self.area.tolist(),
@@ -87,7 +88,7 @@ class _Chunk:
                 self.probability.tolist(),
                 strict=True,
             )
-        ]
+        ]  # fmt: skip
 
 
 class PredictionLogger:
@@ -206,9 +207,8 @@ class PredictionLogger:
         try:
             if self.engine.dialect.name == "postgresql":
                 self._copy(rows)
-            else:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(prediction_log), rows)
+            else:  # the store is SQLite or PostgreSQL (store/loader.py)
+                self._sqlite_insert(rows)
         except Exception as error:  # any database failure: keep the batch, retry later
             self.errors.inc()
             reason = str(error).splitlines()[0]  # not SQLAlchemy's echo of thousands of rows
@@ -217,7 +217,7 @@ class PredictionLogger:
         self.written.inc(len(rows))
         return True
 
-    def _copy(self, rows: list[dict[str, object]]) -> None:
+    def _copy(self, rows: list[tuple[object, ...]]) -> None:
         """PostgreSQL's COPY: measured 3.4 ms of CPU per 1,000 rows against ~18 ms for the
         executemany INSERT, CPU that would otherwise compete with requests for the GIL."""
         connection = self.engine.raw_connection()
@@ -225,10 +225,24 @@ class PredictionLogger:
             cursor = connection.driver_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy(_COPY) as copy:
                 for row in rows:
-                    copy.write_row(
-                        [orjson.dumps(row["features"]).decode() if c == "features" else row[c]
-                         for c in _COPY_COLUMNS]
-                    )  # fmt: skip
+                    copy.write_row(row)
+            connection.commit()
+        finally:
+            connection.close()
+
+    def _sqlite_insert(self, rows: list[tuple[object, ...]]) -> None:
+        """sqlite3's own executemany on ready tuples: SQLAlchemy Core's per-row parameter
+        processing (JSON, DateTime) costs several times the insert itself."""
+        compiled = insert(prediction_log).compile(
+            dialect=self.engine.dialect, column_keys=list(_COLUMNS)
+        )
+        assert compiled.positiontup == list(_COLUMNS)  # "?" placeholders in our tuple order
+        connection = self.engine.raw_connection()
+        try:
+            connection.cursor().executemany(
+                str(compiled),
+                [(_sqlite_time(row[0]), *row[1:]) for row in rows],
+            )
             connection.commit()
         finally:
             connection.close()
@@ -239,3 +253,8 @@ class PredictionLogger:
             self.dropped.inc(self._buffered)
         self._chunks.clear()
         self._buffered = 0
+
+
+def _sqlite_time(value: object) -> str:
+    assert isinstance(value, datetime)
+    return value.strftime(_SQLITE_TIME)
