@@ -3,12 +3,16 @@
 pip-audit fails on every known vulnerability; a pin with no fixed release yet cannot be acted on
 and would only train people to ignore a red build, so those are listed, not fatal. pip-audit uses
 PyPI's vulnerability data (per-release JSON); a dependency it could not look up is reported as not
-audited, so a network without that service shows up as such instead of as a clean bill.
+audited, so a network without that service shows up as such instead of as a clean bill. Where that
+data must be reachable (GitHub's CI), `AUDIT_REQUIRE_COMPLETE=1` makes any unaudited pin a failure;
+a machine whose only way out is a package mirror (no per-release JSON, no OSV) cannot audit at
+all and says so on every run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,16 +59,22 @@ def verdict(report: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
 def main() -> int:
     lock = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "requirements.lock"
     report = run_pip_audit(lock)
+    return judge(report, require_complete=os.environ.get("AUDIT_REQUIRE_COMPLETE") == "1")
+
+
+def judge(report: dict[str, Any], require_complete: bool) -> int:
+    """Print the verdict; the exit status: 1 on a fixable vulnerability, or on an unaudited pin
+    when the audit must be complete."""
     fixable, unfixable, skipped = verdict(report)
     audited = len(report["dependencies"]) - len(skipped)
     print(f"audit: {audited} of {len(report['dependencies'])} pinned packages audited")
     for line in unfixable:
         print(f"  known vulnerability without a fix yet: {line}")
     if skipped:
-        print(f"  {len(skipped)} not audited (vulnerability data unreachable?), e.g. {skipped[0]}")
+        print(f"  NOT AUDITED: {len(skipped)} (vulnerability data unreachable?), e.g. {skipped[0]}")
     for line in fixable:
         print(f"  FIX AVAILABLE: {line}")
-    return 1 if fixable else 0
+    return 1 if fixable or (skipped and require_complete) else 0
 
 
 if __name__ == "__main__":
