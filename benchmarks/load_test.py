@@ -10,9 +10,10 @@ rate): `--batch-share` of them are 100-record batches, the rest single records. 
 `--reload-every` seconds the champion alias moves to the other version and `POST /reload` swaps
 the model under load.
 
-First each rate of `--rates` runs for `--step-seconds`; the highest one whose p99 stays under
-`--p99-ms` with no error is then held for `--duration` seconds, sampling the server's RSS from
-/proc. Prints a markdown report for benchmarks/RESULTS.md; exits non-zero on any failed request
+The service runs its default runtime (ONNX Runtime, measured once it serves). First each rate of
+`--rates` runs for `--step-seconds`; the highest one whose p99 stays under `--p99-ms` with no
+error is then held for `--duration` seconds, sampling the server's RSS from /proc; if the held
+run misses the target, the next lower rate is held instead. Prints a markdown report for benchmarks/RESULTS.md; exits non-zero on any failed request
 or if the RSS grew by more than `--max-rss-growth-mb` over the second half of the run. The
 client shares the machine's cores with the server: these are the figures of the whole 2-core box.
 """
@@ -34,12 +35,11 @@ import httpx
 import numpy as np
 import orjson
 import pandas as pd
-from serve_bench import DEFAULT_DATASET, JSON, fit_champion, percentile_ms, start
+from serve_bench import DEFAULT_DATASET, JSON, fit_champion, percentile_ms, serve_ours
 
 from forestops import contract
 from forestops.config import Settings
 from forestops.store.database import upgrade
-from forestops.webserver import free_port
 
 BATCH_ROWS = 100
 
@@ -176,7 +176,6 @@ def main() -> int:
     singles = [orjson.dumps(row) for row in rows]
     batches = [orjson.dumps(rows[i : i + BATCH_ROWS]) for i in range(0, len(rows), BATCH_ROWS)]
 
-    port = free_port()
     env = {
         **os.environ,
         "FORESTOPS_HOME": str(home),
@@ -185,14 +184,10 @@ def main() -> int:
     }
     bin_dir = Path(sys.executable).parent
     processes: list[subprocess.Popen[bytes]] = []
-    base = f"http://127.0.0.1:{port}"
     try:
-        server = start(
-            [str(bin_dir / "forestops"), "serve", "--port", str(port)],
-            env,
-            f"{base}/health",
-            processes,
-        )
+        # The default runtime, measured once the ONNX form of the champion serves.
+        url, _ = serve_ours(bin_dir, env, "onnxruntime", processes)
+        base, server = url.removesuffix("/predict"), processes[-1]
         steps = []
         for rate in (float(r) for r in args.rates.split(",")):
             step = Run(rate, args.step_seconds)
@@ -202,16 +197,24 @@ def main() -> int:
                   f"errors {len(step.errors)}", file=sys.stderr)  # fmt: skip
             if step.errors or step.p99 >= args.p99_ms:
                 break
-        good = [s for s in steps if not s.errors and s.p99 < args.p99_ms]
-        chosen = good[-1].rate if good else steps[0].rate
-        run = Run(chosen, args.duration)
-        asyncio.run(drive(base, (singles, batches), run, settings, args, server.pid))
+        # Hold the best rate; if it does not last, the next lower one (a 15 s step can be lucky).
+        held: list[Run] = []
+        good = [s.rate for s in steps if not s.errors and s.p99 < args.p99_ms] or [steps[0].rate]
+        for rate in reversed(good):
+            run = Run(rate, args.duration)
+            asyncio.run(drive(base, (singles, batches), run, settings, args, server.pid))
+            held.append(run)
+            print(f"held {rate:g}/s: p50 {run.p50:.1f} ms p99 {run.p99:.1f} ms "
+                  f"errors {len(run.errors)}", file=sys.stderr)  # fmt: skip
+            if not run.errors and run.p99 < args.p99_ms:
+                break
     finally:
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
             process.wait(60)
     growth = rss_growth(run)
-    print(report(model, steps, run, growth, args))
+    print(report(model, steps, held, growth, args))
     return 1 if run.errors or growth > args.max_rss_growth_mb else 0
 
 
@@ -224,20 +227,25 @@ def rss_growth(run: Run) -> float:
 
 
 def report(
-    model: dict[str, object], steps: list[Run], run: Run, growth: float, args: argparse.Namespace
+    model: dict[str, object],
+    steps: list[Run],
+    held: list[Run],
+    growth: float,
+    args: argparse.Namespace,
 ) -> str:
+    run = held[-1]
     lines = [
         f"Champion: LightGBM, training pipeline settings, {model['rows']:,} rows "
-        f"({model['trees']} trees, holdout accuracy {model['holdout_accuracy']:.3f}). "
-        f"Mix: {1 - args.batch_share:.0%} single records, {args.batch_share:.0%} "
-        f"{BATCH_ROWS}-record batches; champion flipped + `POST /reload` every "
-        f"{args.reload_every:g} s.",
+        f"({model['trees']} trees, holdout accuracy {model['holdout_accuracy']:.3f}), served "
+        f"by ONNX Runtime. Mix: {1 - args.batch_share:.0%} single records, "
+        f"{args.batch_share:.0%} {BATCH_ROWS}-record batches; champion flipped + `POST /reload` "
+        f"every {args.reload_every:g} s.",
         "",
         "| rate (req/s) | seconds | requests | errors | p50 (ms) | p99 (ms) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for r in [*steps, run]:
-        label = f"**{r.rate:g}** (held)" if r is run else f"{r.rate:g}"
+    for r in [*steps, *held]:
+        label = f"**{r.rate:g}** (held)" if any(r is h for h in held) else f"{r.rate:g}"
         lines.append(
             f"| {label} | {r.seconds:g} | {len(r.latencies) + len(r.errors)} | {len(r.errors)} "
             f"| {r.p50:.1f} | {r.p99:.1f} |"

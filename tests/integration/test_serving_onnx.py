@@ -114,16 +114,20 @@ def test_a_restart_reuses_the_cached_forest(holder: ModelHolder, settings: Setti
     holder.start()
     wait_until(lambda: runtime(holder) == "onnxruntime")
     forest = served(holder).path / ONNX_FILE
-    converted_at = forest.stat().st_mtime_ns
+    verdict = forest.with_suffix(".json")
+    converted_at, verified_at = forest.stat().st_mtime_ns, verdict.stat().st_mtime_ns
+    agreement = served(holder).agreement
     holder.stop()
 
     again = ModelHolder(settings)
     try:
         again.start()
         wait_until(lambda: runtime(again) == "onnxruntime")
+        assert served(again).agreement == agreement  # the recorded verdict, not a new one
     finally:
         again.stop()
     assert forest.stat().st_mtime_ns == converted_at
+    assert verdict.stat().st_mtime_ns == verified_at
 
 
 def test_a_forest_that_disagrees_with_the_booster_is_not_served(
