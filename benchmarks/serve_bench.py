@@ -345,7 +345,7 @@ def report(
         "| metric | "
         + " | ".join(names)
         + " | "
-        + " | ".join(f"mlflow / {name.removeprefix('forestops serve ')}" for name in names[:-1])
+        + " | ".join(f"{name.removeprefix('forestops serve ')} vs mlflow" for name in names[:-1])
         + " |",
         "|---" * (len(names) * 2) + "|",
     ]

@@ -202,8 +202,10 @@ def serve(
     """Serve the champion over HTTP (/predict, /health, /metadata, /reload, /metrics)."""
     import uvicorn
 
+    from forestops.serving.allocator import cap_malloc_arenas
     from forestops.serving.app import create_app
 
+    cap_malloc_arenas()  # before any thread: model swaps under load otherwise grow the heap
     settings = get_settings()
     settings.ensure_home()
     uvicorn.run(create_app(settings), host=host, port=port, workers=1, access_log=False)
@@ -238,7 +240,9 @@ def up(ctx: typer.Context) -> None:
     """The whole platform on this machine: data API, ingestion and training jobs, inference
     service, web UI and MLflow UI, in one process tree. Ctrl-C stops all of it."""
     from forestops.orchestration.stack import EmbeddedStack, StartupError
+    from forestops.serving.allocator import cap_malloc_arenas
 
+    cap_malloc_arenas()  # the inference service runs in this process (serving/allocator.py)
     ui_available = ctx.find_root().command.get_command(ctx, "ui") is not None  # type: ignore[attr-defined]
     try:
         EmbeddedStack(get_settings(), ui_available=ui_available).run()
