@@ -20,4 +20,3 @@ def test_the_cap_is_applied_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_operator_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert cap_malloc_arenas() is False
-
