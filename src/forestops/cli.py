@@ -208,6 +208,10 @@ def serve(
     cap_malloc_arenas()  # before any thread: model swaps under load otherwise grow the heap
     settings = get_settings()
     settings.ensure_home()
+    if settings.prediction_log_enabled and settings.database_url.startswith("sqlite"):
+        from forestops.store.database import upgrade
+
+        upgrade(settings.database_url)  # embedded: no migration job creates prediction_log
     uvicorn.run(create_app(settings), host=host, port=port, workers=1, access_log=False)
 
 
