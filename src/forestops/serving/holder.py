@@ -63,7 +63,7 @@ class ServedModel:
     model_name: str
     path: Path
     runtime: Runtime
-    agreement: float | None = None  # onnxruntime: share of verification labels the booster's
+    agreement: float | None = None  # onnxruntime: share of records given the booster's class
     runtime_note: str | None = None  # why a LightGBM model is not (yet) on ONNX Runtime
 
 
