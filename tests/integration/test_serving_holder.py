@@ -196,7 +196,10 @@ def test_poll_swaps_to_a_new_champion(store: ChampionStore, tmp_path: Path) -> N
         assert holder.current is not None and holder.current.ref.version == "1"
         _alias(store, "polled", "2")
         deadline = time.monotonic() + 30
-        while holder.current.ref.version != "2" and time.monotonic() < deadline:
+        # The swap is visible a moment before refresh() counts it: wait for both.
+        while time.monotonic() < deadline and not (
+            holder.current.ref.version == "2" and holder.refreshes["poll", "swapped"]
+        ):
             time.sleep(0.05)
         assert holder.current.ref.version == "2"
         assert holder.status == "ok"

@@ -131,7 +131,7 @@ def test_a_restart_reuses_the_cached_forest(holder: ModelHolder, settings: Setti
 
 
 def test_a_forest_that_disagrees_with_the_booster_is_not_served(
-    holder: ModelHolder, settings: Settings, store: ChampionStore, dataset_path: Path
+    holder: ModelHolder, settings: Settings, dataset_path: Path
 ) -> None:
     # Another model's forest where the champion's belongs (trained on shifted labels, so its
     # classes differ): it loads fine and answers, but not what the booster answers.
@@ -149,7 +149,7 @@ def test_a_forest_that_disagrees_with_the_booster_is_not_served(
 
 
 def test_an_unreadable_forest_is_discarded_and_the_booster_serves(
-    holder: ModelHolder, settings: Settings, store: ChampionStore
+    holder: ModelHolder, settings: Settings
 ) -> None:
     target = cached_model_dir(settings) / ONNX_FILE
     target.write_bytes(b"\x00not an onnx model")
@@ -172,7 +172,7 @@ def test_stop_kills_a_running_conversion(holder: ModelHolder) -> None:
 
 
 def test_label_agreement_refuses_probabilities_that_are_not_probabilities(
-    store: ChampionStore, dataset_path: Path, tmp_path: Path
+    dataset_path: Path, tmp_path: Path
 ) -> None:
     pipeline = tiny_pipeline(read_rows(dataset_path, 500), 3)
     booster = pipeline.named_steps["model"].booster_

@@ -2,9 +2,8 @@
 
 `record()` runs on the request path: it only appends the request's arrays (already computed for
 the model) to a bounded in-memory buffer, no I/O, no per-record Python objects. A writer thread
-turns the buffer into rows and writes them in batches (PostgreSQL: one COPY per batch; other
-databases: one SQLAlchemy Core `executemany`). While the
-database is down the batch stays in hand and is retried with a capped backoff; the buffer is the
+turns the buffer into rows and writes them in batches (PostgreSQL: one COPY per batch; SQLite:
+one sqlite3 `executemany` of an INSERT that SQLAlchemy compiles once). While the database is down the batch stays in hand and is retried with a capped backoff; the buffer is the
 backlog, `forestops_prediction_log_backlog` says how big it is, and once it holds
 `PREDICTION_LOG_CAPACITY` records new ones are dropped and counted
 (`forestops_prediction_log_dropped_total`): a prediction never fails because of the log.
@@ -95,6 +94,7 @@ class PredictionLogger:
     def __init__(self, engine: Engine, registry: CollectorRegistry, capacity: int) -> None:
         self.engine = engine
         self.capacity = capacity
+        self._insert = "" if engine.dialect.name == "postgresql" else _positional_insert(engine)
         self._chunks: deque[_Chunk] = deque()
         self._buffered = 0  # records in _chunks plus the batch the writer holds
         self._lock = threading.Lock()
@@ -233,14 +233,10 @@ class PredictionLogger:
     def _sqlite_insert(self, rows: list[tuple[object, ...]]) -> None:
         """sqlite3's own executemany on ready tuples: SQLAlchemy Core's per-row parameter
         processing (JSON, DateTime) costs several times the insert itself."""
-        compiled = insert(prediction_log).compile(
-            dialect=self.engine.dialect, column_keys=list(_COLUMNS)
-        )
-        assert compiled.positiontup == list(_COLUMNS)  # "?" placeholders in our tuple order
         connection = self.engine.raw_connection()
         try:
             connection.cursor().executemany(
-                str(compiled),
+                self._insert,
                 [(_sqlite_time(row[0]), *row[1:]) for row in rows],
             )
             connection.commit()
@@ -258,3 +254,10 @@ class PredictionLogger:
 def _sqlite_time(value: object) -> str:
     assert isinstance(value, datetime)
     return value.strftime(_SQLITE_TIME)
+
+
+def _positional_insert(engine: Engine) -> str:
+    """The INSERT for `_COLUMNS` tuples in this dialect's positional placeholders."""
+    compiled = insert(prediction_log).compile(dialect=engine.dialect, column_keys=list(_COLUMNS))
+    assert compiled.positiontup == list(_COLUMNS)
+    return str(compiled)
