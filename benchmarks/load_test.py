@@ -10,7 +10,7 @@ rate): `--batch-share` of them are 100-record batches, the rest single records. 
 `--reload-every` seconds the champion alias moves to the other version and `POST /reload` swaps
 the model under load.
 
-The service runs its default runtime (ONNX Runtime, measured once it serves). First each rate of
+The service runs its default runtime (the compiled forest, measured once it serves). First each rate of
 `--rates` runs for `--step-seconds`; the highest one whose p99 stays under `--p99-ms` with no
 error is then held for `--duration` seconds, sampling the server's RSS from /proc; if the held
 run misses the target, the next lower rate is held instead. Prints a markdown report for benchmarks/RESULTS.md; exits non-zero on any failed request
@@ -185,8 +185,8 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        # The default runtime, measured once the ONNX form of the champion serves.
-        url, _ = serve_ours(bin_dir, env, "onnxruntime", processes)
+        # The default runtime, measured once the compiled form of the champion serves.
+        url, _ = serve_ours(bin_dir, env, "compiled", processes)
         base, server = url.removesuffix("/predict"), processes[-1]
         steps = []
         for rate in (float(r) for r in args.rates.split(",")):
@@ -237,7 +237,7 @@ def report(
     lines = [
         f"Champion: LightGBM, training pipeline settings, {model['rows']:,} rows "
         f"({model['trees']} trees, holdout accuracy {model['holdout_accuracy']:.3f}), served "
-        f"by ONNX Runtime. Mix: {1 - args.batch_share:.0%} single records, "
+        f"compiled. Mix: {1 - args.batch_share:.0%} single records, "
         f"{args.batch_share:.0%} {BATCH_ROWS}-record batches; champion flipped + `POST /reload` "
         f"every {args.reload_every:g} s.",
         "",

@@ -6,7 +6,7 @@ Without --model-uri it fits a production-like champion first: the training pipel
 candidate (its settings: 255 leaves, lambda_l2 1, early stopping, time budget) on `--rows` rows of
 the shared data, logged with `log_forest_model`, registered and aliased champion in a sqlite
 MLflow under a temporary FORESTOPS_HOME. Three servers run as their own process with one worker
-on loopback: `forestops serve` on its ONNX Runtime form of the champion (the default,
+on loopback: `forestops serve` on the compiled form of the champion (the default,
 INFERENCE_RUNTIME=auto, measured once the service reports it), `forestops serve` on the LightGBM
 booster (INFERENCE_RUNTIME=native), and `mlflow models serve --env-manager local` (the baseline).
 For each it measures single-record latency (p50/p99) at concurrency 1 and 16, server CPU per
@@ -246,7 +246,7 @@ def main() -> None:
     try:
         servers = {
             f"forestops serve ({runtime})": serve_ours(bin_dir, env, runtime, processes)
-            for runtime in ("onnxruntime", "lightgbm")
+            for runtime in ("compiled", "lightgbm")
         }
         servers["mlflow models serve"] = serve_mlflow(bin_dir, env, model_uri, processes)
         check = records[: 1000 * args.batches]
@@ -271,7 +271,7 @@ Server = tuple[str, Callable[[list[dict[str, Any]]], bytes]]
 def serve_ours(
     bin_dir: Path, env: dict[str, str], runtime: str, processes: list[subprocess.Popen[bytes]]
 ) -> Server:
-    """`forestops serve` once it answers with `runtime` (the ONNX form is built after start-up)."""
+    """`forestops serve` once it answers with `runtime` (the compiled form is built after start-up)."""
     port = free_port()
     inference_runtime = "native" if runtime == "lightgbm" else "auto"
     start(
@@ -280,7 +280,7 @@ def serve_ours(
         f"http://127.0.0.1:{port}/health",
         processes,
     )
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 1800
     while httpx.get(f"http://127.0.0.1:{port}/metadata").json()["runtime"] != runtime:
         if time.monotonic() > deadline:
             raise TimeoutError(f"forestops serve never switched to {runtime}")

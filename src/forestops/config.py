@@ -152,17 +152,15 @@ class Settings(BaseSettings):
     )
     inference_runtime: Literal["auto", "native"] = Field(
         "auto",
-        description="auto: a LightGBM champion is converted to ONNX (child process, cached) and "
-        "served by ONNX Runtime once verified; native: always the model's own predict",
+        description="auto: a LightGBM champion is compiled to native code (child process, cached) "
+        "and served compiled once it gives the booster's answers; native: always the model's own "
+        "predict",
     )
-    inference_onnx_min_agreement: float = Field(
-        0.999,
-        gt=0,
-        le=1,
-        description="Share of verification records on which ONNX must give the booster's label",
+    inference_compiler: str = Field(
+        "cc", description="C compiler for the compiled runtime (without one the booster serves)"
     )
-    inference_onnx_timeout_s: float = Field(
-        900.0, gt=0, description="Longest ONNX conversion of one model (beyond: the booster stays)"
+    inference_compile_timeout_s: float = Field(
+        1800.0, gt=0, description="Longest compilation of one model (beyond: the booster stays)"
     )
 
     # --- monitoring --------------------------------------------------------------------------

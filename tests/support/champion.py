@@ -135,7 +135,7 @@ def champion_store(root: Path, dataset: Path) -> ChampionStore:
         api_keys=(),
         admin_api_key=None,
         model_poll_interval_s=0,
-        # The booster's exact answers; tests/integration/test_serving_onnx.py covers ONNX Runtime.
+        # The booster itself; tests/integration/test_serving_compiled.py covers the compiled runtime.
         inference_runtime="native",
     )
     frame = read_rows(dataset, 3000)

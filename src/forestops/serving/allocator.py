@@ -2,7 +2,7 @@
 
 glibc gives threads that allocate at the same time arenas of their own, up to eight per core, and
 memory freed inside an arena mostly stays with it. The service allocates a whole model at every
-swap (the booster and its ONNX session: hundreds of MB for a 1,200-tree champion) from whichever
+swap (the booster and its compiled forest: hundreds of MB for a 1,200-tree champion) from whichever
 thread does it, while dozens of request threads allocate too. Measured here with the load test's
 champion: RSS grew from 580 MB to 2 GB over 12 swaps under concurrent predictions, and stayed flat
 at ~790 MB with two arenas. `MALLOC_ARENA_MAX=2` in the environment does the same; this applies

@@ -220,7 +220,6 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             features=features,
             classes=classes,
             runtime=served.runtime,
-            runtime_agreement=served.agreement,
             runtime_note=served.runtime_note,
         )
 

@@ -8,9 +8,9 @@ from disk (status degraded). A candidate must load as a forestops pyfunc and pas
 prediction (finite probabilities that sum to one, fast path equal to the pyfunc path) before it
 is swapped in; a refused candidate is remembered so polling does not download it again and again.
 The tracking server is only ever contacted from `refresh` (start-up, the poll thread, /reload),
-never from the request path. Once a LightGBM model serves, a background thread converts it to
-ONNX in a child process and, if the result agrees with the booster, swaps the faster runtime in
-the same way (`onnx_forest`); until then, or if it never agrees, the booster answers.
+never from the request path. Once a LightGBM model serves, a background thread compiles it to
+native code in a child process and, once the library gives the booster's answers, swaps the faster
+runtime in the same way (`compiled_forest`); until then, or if it never does, the booster answers.
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ from forestops.config import Settings
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.package import PROBABILITY_COLUMNS, ForestCoverModel, input_example
 from forestops.modeling.tracking import MODEL_ARTIFACT, ServingModelRef, resolve_serving_model
-from forestops.serving.onnx_forest import (
-    ONNX_FILE,
+from forestops.serving.compiled_forest import (
+    TOLERANCE,
     CompileCancelled,
     ForestCompiler,
-    label_agreement,
+    library_name,
     load_forest,
+    max_difference,
 )
 from forestops.serving.predictor import Predict, Runtime, lightgbm_booster, make_predictor
 
@@ -49,8 +50,8 @@ Status = Literal["ok", "degraded", "unavailable"]
 Outcome = Literal["swapped", "unchanged", "refused", "missing", "failed"]
 Trigger = Literal["startup", "poll", "api"]
 _KEEP_CACHED = 2  # the model served and the one before it (a rollback needs no download)
-# ONNX vs booster, off the request path: ~0.5 s of CPU for a 300-tree model, ~4 s for 1,200 trees,
-# so it runs once per converted file (its verdict is kept beside it); reloads check 200 records.
+# Compiled forest vs booster, off the request path: ~5 s of CPU for a 1,200-tree model, so it runs
+# once per compiled file (its verdict is kept beside it); later loads of that file check 200 records.
 _VERIFICATION_ROWS = 20_000
 _SANITY_ROWS = 200
 
@@ -63,8 +64,7 @@ class ServedModel:
     model_name: str
     path: Path
     runtime: Runtime
-    agreement: float | None = None  # onnxruntime: share of records given the booster's class
-    runtime_note: str | None = None  # why a LightGBM model is not (yet) on ONNX Runtime
+    runtime_note: str | None = None  # why a LightGBM model is not (yet) served compiled
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,9 @@ class ModelHolder:
         self._stop = threading.Event()
         self._first_refresh = threading.Event()
         self._thread: threading.Thread | None = None
-        self._compiler = ForestCompiler(settings.inference_onnx_timeout_s)
+        self._compiler = ForestCompiler(
+            settings.inference_compile_timeout_s, settings.inference_compiler
+        )
 
     # --- state ----------------------------------------------------------------------------------
     @property
@@ -281,48 +283,47 @@ class ModelHolder:
             runtime=runtime,
         )
 
-    # --- the ONNX runtime -----------------------------------------------------------------------
+    # --- the compiled runtime -------------------------------------------------------------------
     def _accelerate_later(self, served: ServedModel) -> None:
         if self.settings.inference_runtime == "auto" and served.runtime == "lightgbm":
             threading.Thread(
-                target=self._accelerate, args=(served,), name="onnx-forest", daemon=True
+                target=self._accelerate, args=(served,), name="forest-compiler", daemon=True
             ).start()
 
     def _accelerate(self, served: ServedModel) -> None:
-        """Serve `served` through its ONNX form if that agrees with the booster; else say why not."""
+        """Serve `served` through its compiled form if that gives the booster's answers; else say
+        why not."""
         booster = lightgbm_booster(served.model)
         assert booster is not None  # runtime "lightgbm" says so
-        path = served.path / ONNX_FILE
+        model_text = booster.model_to_string()
+        path = served.path / library_name(model_text)
         verified = path.with_suffix(".json")  # the verdict on this very file, once it exists
+        rows = _SANITY_ROWS if verified.is_file() and path.is_file() else _VERIFICATION_ROWS
         try:
             if not path.is_file():
                 verified.unlink(missing_ok=True)
-                self._compiler.compile(booster, path)
+                self._compiler.compile(model_text, path)
             try:
                 predict = load_forest(path, served.model.encoder.encode_arrays)
             except Exception:
-                path.unlink(missing_ok=True)  # unreadable: the next load converts again
+                path.unlink(missing_ok=True)  # unreadable: the next load compiles again
                 raise
-            if verified.is_file():  # verified before: a reload only checks that it answers sanely
-                label_agreement(served.predict, predict, _SANITY_ROWS)
-                share = float(json.loads(verified.read_text())["agreement"])
-            else:
-                share = label_agreement(served.predict, predict, _VERIFICATION_ROWS)
-                _write_json(verified, {"agreement": share, "rows": _VERIFICATION_ROWS})
+            difference = max_difference(served.predict, predict, rows)
         except CompileCancelled:
             return
         except Exception as error:
-            self._update(served, runtime_note=f"ONNX Runtime failed: {_short(error)}")
+            self._update(served, runtime_note=f"compiled forest failed: {_short(error)}")
             return
-        floor = self.settings.inference_onnx_min_agreement
-        if share < floor:
+        if difference > TOLERANCE:
             note = (
-                f"ONNX Runtime gives the booster's label on {share:.4f} of {_VERIFICATION_ROWS} "
-                f"verification records, below INFERENCE_ONNX_MIN_AGREEMENT={floor:g}"
+                f"the compiled forest's probabilities differ from the booster's by up to "
+                f"{difference:.3g} on {rows} verification records (tolerance {TOLERANCE:g})"
             )
             self._update(served, runtime_note=note)
             return
-        self._update(served, predict=predict, runtime="onnxruntime", agreement=share)
+        if rows == _VERIFICATION_ROWS:
+            _write_json(verified, {"max_difference": difference, "rows": rows})
+        self._update(served, predict=predict, runtime="compiled")
 
     def _update(self, served: ServedModel, **changes: Any) -> None:
         """Change the served model's runtime, unless another model was swapped in meanwhile."""
@@ -336,13 +337,7 @@ class ModelHolder:
                 "%s keeps the LightGBM booster: %s", _describe(served.ref), changes["runtime_note"]
             )
         else:
-            log.info(
-                "%s now runs on ONNX Runtime (the booster's label on %.4f of %d verification "
-                "records)",
-                _describe(served.ref),
-                changes["agreement"],
-                _VERIFICATION_ROWS,
-            )
+            log.info("%s now runs compiled (the booster's answers)", _describe(served.ref))
 
 
 def single_threaded(model: ForestCoverModel) -> None:

@@ -8,7 +8,7 @@ service therefore encodes with the model's own encoder and asks the booster dire
 thread per call (the service parallelises across calls). Everything else uses
 `ForestCoverModel.predict_proba_arrays` unchanged. The holder's smoke test compares whatever
 this returns with the pyfunc predict path before a model is ever served; the booster may later
-give way to its ONNX form (`onnx_forest`).
+give way to its compiled form (`compiled_forest`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from lightgbm import Booster
 
 Predict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-Runtime = Literal["pyfunc", "lightgbm", "onnxruntime"]
+Runtime = Literal["pyfunc", "lightgbm", "compiled"]
 
 
 def lightgbm_booster(model: ForestCoverModel) -> Booster | None:

@@ -153,15 +153,12 @@ class MetadataResponse(BaseModel):
     )
     features: list[FeatureInfo]
     classes: list[ClassInfo]
-    runtime: Literal["pyfunc", "lightgbm", "onnxruntime"] = Field(
+    runtime: Literal["pyfunc", "lightgbm", "compiled"] = Field(
         description="What computes the answers: the pyfunc model, its LightGBM booster, or the "
-        "booster's ONNX form in ONNX Runtime (after verification)"
-    )
-    runtime_agreement: float | None = Field(
-        description="onnxruntime: share of verification records given the booster's label"
+        "booster compiled to native code (after it gave the booster's answers)"
     )
     runtime_note: str | None = Field(
-        description="Why a LightGBM model is not served by ONNX Runtime (null otherwise)"
+        description="Why a LightGBM model is not served compiled (null otherwise)"
     )
 
 

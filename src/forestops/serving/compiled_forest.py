@@ -1,0 +1,210 @@
+"""LightGBM champions compiled to native code, checked equal to the booster before they serve.
+
+Why: on a batch request the booster is most of the service's CPU (benchmarks/RESULTS.md,
+## Inference). `forest_codegen` writes the trees as C whose raw scores equal LightGBM's; the system
+C compiler turns it into a shared library that runs them several times as fast on one thread, and
+ctypes releases the GIL during the call, so parallel slices of a batch really run in parallel.
+
+Why a child process: generating and compiling the C takes about 90 s of CPU for a 1,169-tree
+champion (a few seconds for a small one). `python -m forestops.serving.compiled_forest` does it,
+compiling the translation units in parallel, so the service's GIL never waits on it; the library
+is cached beside the model in the local model cache under a name derived from the model text and
+the generator's version, so a restart reuses it and a new generator never loads an old library.
+On stop or timeout the child's whole process group (with the compilers) is killed.
+
+Why checked although exact by construction: the library is a file on disk and the compiler a
+program on PATH. The holder serves it only after it gives the booster's probabilities within
+`TOLERANCE` on 20,000 random valid records (200 on later loads of the same verified file).
+
+Loaded libraries are never unloaded: requests in flight may still be inside one when a new model
+swaps in, and a few MB of code per model ever served is the price.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from forestops import contract
+from forestops.serving.forest_codegen import (
+    CODEGEN_VERSION,
+    ENTRY_POINT,
+    UnsupportedModel,
+    forest_source,
+)
+
+if TYPE_CHECKING:
+    from forestops.serving.predictor import Predict
+
+TOLERANCE = 1e-9  # largest probability difference from the booster that still counts as equal
+_OPTIMIZE = "-O1"  # measured: -O0 2.2x slower code, -O2 compiles far longer for little more
+
+
+class CompileCancelled(Exception):
+    """The holder stopped while a compilation ran; the child was killed."""
+
+
+def library_name(model_text: str) -> str:
+    digest = hashlib.sha256(f"{CODEGEN_VERSION}\n{model_text}".encode()).hexdigest()[:16]
+    return f"forest-{digest}.so"
+
+
+class ForestCompiler:
+    """Runs compilations in child processes, one at a time, and kills the running one on `cancel`."""
+
+    def __init__(self, timeout_s: float, compiler: str = "cc") -> None:
+        self.timeout_s = timeout_s
+        self.compiler = compiler
+        self._child: subprocess.Popen[bytes] | None = None
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+
+    def compile(self, model_text: str, target: Path) -> Path:
+        """`target` holding the compiled form of the model (kept if it exists; written atomically)."""
+        if target.is_file():
+            return target
+        with self._lock, tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            source, partial = Path(scratch) / "model.txt", Path(scratch) / target.name
+            source.write_text(model_text)
+            command = [sys.executable, "-m", __name__, self.compiler, str(source), str(partial)]
+            if self._cancelled.is_set():
+                raise CompileCancelled("the model holder stopped")
+            self._child = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            )
+            try:
+                _, errors = self._child.communicate(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(self._child)
+                self._child.wait()
+                raise TimeoutError(f"compilation took over {self.timeout_s:g} s") from None
+            finally:
+                returncode, self._child = self._child.returncode, None
+            if self._cancelled.is_set():
+                raise CompileCancelled("the model holder stopped")
+            if returncode < 0:
+                raise RuntimeError(f"compilation killed by signal {-returncode}")
+            if returncode != 0:
+                tail = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise RuntimeError(f"compilation exited {returncode}: {tail[0]}")
+            partial.replace(target)
+        return target
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        child = self._child
+        if child is not None:
+            _kill_group(child)
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    """Kill the child and the compilers it started (its own session); its waiter reaps it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+
+
+def load_forest(path: Path, encode: Predict) -> Predict:
+    """The serving predictor over the library at `path`: encode, raw scores in C, softmax."""
+    library = ctypes.CDLL(str(path))
+    try:
+        version = library.forestops_forest_version()
+        num_features = library.forestops_forest_num_features()
+        num_classes = library.forestops_forest_num_classes()
+        raw = getattr(library, ENTRY_POINT)
+    except AttributeError as error:
+        raise ValueError(f"{path.name} is not a forestops forest library") from error
+    if version != CODEGEN_VERSION or num_classes != len(contract.CLASS_IDS):
+        raise ValueError(f"{path.name}: generator {version}, {num_classes} classes")
+    raw.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    raw.restype = None
+
+    def predict(numeric: np.ndarray, area: np.ndarray, soil: np.ndarray) -> np.ndarray:
+        features = np.ascontiguousarray(encode(numeric, area, soil), dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != num_features:
+            raise ValueError(
+                f"features have shape {features.shape}, the forest reads {num_features}"
+            )
+        scores = np.zeros((len(features), num_classes))
+        raw(features.ctypes.data, len(features), scores.ctypes.data)
+        return softmax(scores)
+
+    return predict
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """LightGBM's multiclass transform (`Common::Softmax`), in place, row by row."""
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
+
+
+def max_difference(reference: Predict, candidate: Predict, rows: int, seed: int = 0) -> float:
+    """The largest probability difference between both predictors over `rows` random valid records.
+
+    Refuses (ValueError) a candidate whose answers have the wrong shape, are not finite or do not
+    sum to one.
+    """
+    arrays = random_records(rows, seed)
+    expected, answered = reference(*arrays), candidate(*arrays)
+    if answered.shape != expected.shape:
+        raise ValueError(f"answers have shape {answered.shape}, expected {expected.shape}")
+    if not np.isfinite(answered).all() or not np.allclose(answered.sum(axis=1), 1.0, atol=1e-6):
+        raise ValueError("probabilities are not finite or do not sum to 1")
+    return float(np.abs(expected - answered).max())
+
+
+def random_records(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Valid records drawn uniformly over the contract's integer ranges and category codes."""
+    rng = np.random.default_rng(seed)
+    low = np.array([f.minimum for f in contract.NUMERIC_FEATURES])
+    high = np.array([f.maximum for f in contract.NUMERIC_FEATURES])
+    numeric = rng.integers(low, high + 1, size=(rows, len(low))).astype(np.float64)
+    area = rng.integers(0, len(contract.WILDERNESS_AREAS), rows)
+    soil = rng.integers(0, len(contract.SOIL_TYPES), rows)
+    return numeric, area, soil
+
+
+def build_library(model_text: str, target: Path, compiler: str = "cc", units: int = 0) -> None:
+    """The child's work: C files beside `target`, compiled in parallel (`units` translation units,
+    default one per core), linked into one library at `target`."""
+    source = forest_source(model_text, units=units or os.cpu_count() or 1)
+    files = [target.with_name(f"unit_{i}.c") for i in range(len(source.units))]
+    files.append(target.with_name("main.c"))
+    for file, text in zip(files, [*source.units, source.main], strict=True):
+        file.write_text(text)
+    objects = [file.with_suffix(".o") for file in files]
+    compiles = [
+        subprocess.Popen(
+            [compiler, _OPTIMIZE, "-fPIC", "-c", str(file), "-o", str(obj)],
+            stderr=subprocess.PIPE,
+        )
+        for file, obj in zip(files, objects, strict=True)
+    ]
+    for process, file in zip(compiles, files, strict=True):
+        _, errors = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"{compiler} failed on {file.name}: {errors.decode()[-500:]}")
+    subprocess.run(
+        [compiler, "-shared", "-o", str(target), *map(str, objects), "-lm"],
+        check=True,
+        capture_output=True,
+    )
+
+
+if __name__ == "__main__":
+    try:
+        build_library(Path(sys.argv[2]).read_text(), Path(sys.argv[3]), compiler=sys.argv[1])
+    except UnsupportedModel as error:
+        sys.exit(f"unsupported model: {error}")

@@ -1,0 +1,133 @@
+"""The generated C reproduces LightGBM's own predictions: every decision type (missing values as
+None, zero or NaN, default left or right), values exactly on a threshold, NaN and (near-)zero
+inputs, single-leaf trees, any split into translation units. Each case compiles a real library
+with the system C compiler and compares it with `lightgbm.Booster.predict` on the same model text.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import lightgbm
+import numpy as np
+import pytest
+
+from forestops.serving.compiled_forest import build_library, load_forest
+from forestops.serving.forest_codegen import UnsupportedModel, forest_source, parse_model
+
+CLASSES = 7
+FEATURES = 4
+
+
+def trained(rows: int = 3000, seed: int = 0, **params: object) -> str:
+    """A small seven-class model whose feature 0 has NaNs and feature 1 many zeros."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, FEATURES))
+    X[rng.random(rows) < 0.2, 0] = np.nan
+    X[rng.random(rows) < 0.3, 1] = 0.0
+    y = (np.nan_to_num(X[:, 0]) * 2 + X[:, 1] + X[:, 2] > 0).astype(int) * 3 + (X[:, 3] > 0.5)
+    y = (y + rng.integers(0, 3, rows)) % CLASSES
+    train = lightgbm.Dataset(X, y)
+    settings = {"objective": "multiclass", "num_class": CLASSES, "num_leaves": 15, "verbose": -1}
+    booster = lightgbm.train({**settings, **params}, train, num_boost_round=8)
+    return booster.model_to_string()
+
+
+def with_decision_type(model_text: str, decision_type: int) -> str:
+    """Every split of the model rewritten to one decision type (bit 1: default left; bits 2-3:
+    missing type None, Zero, NaN): LightGBM reads such a file and predicts with it. The header's
+    tree byte sizes go, as they no longer hold; LightGBM then reads the trees one after another."""
+
+    def rewrite(match: re.Match[str]) -> str:
+        count = len(match.group(1).split())
+        return "decision_type=" + " ".join([str(decision_type)] * count)
+
+    text = re.sub(r"^tree_sizes=.*\n", "", model_text, flags=re.MULTILINE)
+    return re.sub(r"^decision_type=(.*)$", rewrite, text, flags=re.MULTILINE)
+
+
+def probe_rows(model_text: str) -> np.ndarray:
+    """Random rows plus rows holding every threshold exactly, NaN, zero and +-1e-36 per feature."""
+    rng = np.random.default_rng(1)
+    thresholds = [
+        float(v)
+        for line in re.findall(r"^threshold=(.*)$", model_text, flags=re.MULTILINE)
+        for v in line.split()
+    ]
+    specials = [np.nan, 0.0, -0.0, 1e-36, -1e-36, *thresholds]
+    rows = [rng.normal(size=(500, FEATURES))]
+    for feature in range(FEATURES):
+        block = rng.normal(size=(len(specials), FEATURES))
+        block[:, feature] = specials
+        rows.append(block)
+    return np.vstack(rows)
+
+
+def compiled(model_text: str, directory: Path, units: int = 2) -> np.ndarray:
+    target = directory / f"forest-{units}.so"
+    build_library(model_text, target, units=units)
+    predict = load_forest(target, lambda numeric, area, soil: numeric)
+    rows = probe_rows(model_text)
+    return predict(rows, np.zeros(len(rows)), np.zeros(len(rows)))
+
+
+def native(model_text: str) -> np.ndarray:
+    return lightgbm.Booster(model_str=model_text).predict(probe_rows(model_text), num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def model_text() -> str:
+    return trained()
+
+
+@pytest.mark.parametrize("decision_type", [0, 2, 4, 6, 8, 10])
+def test_every_decision_type_gives_lightgbms_answers(
+    model_text: str, decision_type: int, tmp_path: Path
+) -> None:
+    text = with_decision_type(model_text, decision_type)
+    expected, answered = native(text), compiled(text, tmp_path)
+    assert np.array_equal(expected.argmax(axis=1), answered.argmax(axis=1))
+    assert np.abs(expected - answered).max() <= 1e-12
+
+
+def test_the_models_own_decision_types_and_nan_handling(model_text: str, tmp_path: Path) -> None:
+    assert {"decision_type=2", "decision_type=10"} & set(
+        re.findall(r"decision_type=\d+", model_text)
+    )
+    assert np.abs(native(model_text) - compiled(model_text, tmp_path)).max() <= 1e-12
+
+
+def test_zero_as_missing_model(tmp_path: Path) -> None:
+    text = trained(zero_as_missing=True)
+    assert np.abs(native(text) - compiled(text, tmp_path)).max() <= 1e-12
+
+
+def test_single_leaf_trees(tmp_path: Path) -> None:
+    text = trained(rows=200, min_data_in_leaf=150)  # too few rows to split: every tree one leaf
+    assert "num_leaves=1\n" in text
+    assert np.abs(native(text) - compiled(text, tmp_path)).max() <= 1e-12
+
+
+def test_translation_units_do_not_change_the_sums(model_text: str, tmp_path: Path) -> None:
+    one, five = compiled(model_text, tmp_path, units=1), compiled(model_text, tmp_path, units=5)
+    assert len(forest_source(model_text, units=5).units) == 5
+    assert np.array_equal(one, five)  # the same additions in the same order: bit for bit
+
+
+def test_models_it_cannot_reproduce_are_refused() -> None:
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 5, size=(500, 2)).astype(float), rng.integers(0, CLASSES, 500)
+    settings = {"objective": "multiclass", "num_class": CLASSES, "verbose": -1}
+    categorical = lightgbm.train(
+        {**settings, "min_data_per_group": 5, "cat_smooth": 1},
+        lightgbm.Dataset(X, y, categorical_feature=[0]),
+        num_boost_round=3,
+    ).model_to_string()
+    with pytest.raises(UnsupportedModel, match="categorical"):
+        parse_model(categorical)
+    binary = lightgbm.train(
+        {"objective": "binary", "verbose": -1}, lightgbm.Dataset(X, y % 2), num_boost_round=2
+    ).model_to_string()
+    with pytest.raises(UnsupportedModel, match="not multiclass"):
+        parse_model(binary)
