@@ -127,7 +127,7 @@ def load_forest(path: Path, encode: Predict) -> Predict:
     if version != CODEGEN_VERSION or num_classes != len(contract.CLASS_IDS):
         raise ValueError(f"{path.name}: generator {version}, {num_classes} classes")
     raw.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    raw.restype = None
+    raw.restype = ctypes.c_int
 
     def predict(numeric: np.ndarray, area: np.ndarray, soil: np.ndarray) -> np.ndarray:
         features = np.ascontiguousarray(encode(numeric, area, soil), dtype=np.float64)
@@ -136,7 +136,8 @@ def load_forest(path: Path, encode: Predict) -> Predict:
                 f"features have shape {features.shape}, the forest reads {num_features}"
             )
         scores = np.zeros((len(features), num_classes))
-        raw(features.ctypes.data, len(features), scores.ctypes.data)
+        if raw(features.ctypes.data, len(features), scores.ctypes.data) != 0:
+            raise MemoryError("the compiled forest could not allocate its work block")
         return softmax(scores)
 
     return predict
