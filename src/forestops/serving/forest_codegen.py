@@ -49,8 +49,6 @@ class Forest:
 class ForestSource:
     """The C files of one forest: `units` compile separately, `main` drives them."""
 
-    num_class: int
-    num_features: int
     units: list[str]
     main: str
 
@@ -85,9 +83,7 @@ def forest_source(model_text: str, units: int) -> ForestSource:
     functions = [_tree_function(i, tree, forest.num_class) for i, tree in enumerate(forest.trees)]
     chunks = list(_balanced_chunks(functions, max(1, units)))
     unit_sources = [_unit(index, chunk) for index, chunk in enumerate(chunks)]
-    return ForestSource(
-        forest.num_class, forest.num_features, unit_sources, _main(forest, len(chunks))
-    )
+    return ForestSource(unit_sources, _main(forest, len(chunks)))
 
 
 def _tree_function(index: int, tree: dict[str, str], num_class: int) -> tuple[str, str]:
@@ -142,8 +138,6 @@ class _TreeWriter:
     def _condition(self, node: int) -> str:
         f, threshold = self.feature[node], self.threshold[node].hex()
         decision = self.decision[node]
-        if decision & 1:
-            raise UnsupportedModel("categorical split")
         default_left = "1" if decision & 2 else "0"
         missing = (decision >> 2) & 3
         if missing == 2:  # NaN is missing: the raw value decides whether it is
