@@ -24,6 +24,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 
 from forestops.config import Settings
@@ -125,16 +126,21 @@ def _alias_target(settings: Settings, client: MlflowClient) -> str | None:
     return None if champion is None else str(champion.version)
 
 
+def load_version(settings: Settings, version: str) -> PyFuncModel:
+    """Load a registered version: the one load path of the pipeline (the gate's scoring here,
+    `model_ops`' smoke load before an operator's promotion), so a check added to loading covers both."""
+    return mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+
+
 def _score_version(
     settings: Settings, version: str, features: pd.DataFrame, labels: np.ndarray
 ) -> float | None:
     """Accuracy of a registered version on these rows; None when it cannot be loaded or run."""
-    uri = f"models:/{settings.model_name}/{version}"
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        model = load_version(settings, version)
         probabilities, _ = predict_probabilities(model.predict, features)
     except Exception:
-        log.exception("could not score the current champion %s", uri)
+        log.exception("could not score the current champion %s v%s", settings.model_name, version)
         return None
     return accuracy(labels, probabilities)
 
