@@ -98,6 +98,20 @@ prediction_log = Table(
     Column("latency_ms", Float, nullable=False),
 )
 
+# One row per model a training job signed (modeling.integrity): the ledger of what training
+# produced, independent of the registry's tags; model_version is set once the run is registered.
+model_signatures = Table(
+    "model_signatures",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(256), nullable=False),
+    Column("run_id", String(64), nullable=False, index=True),
+    Column("model_version", String(64), nullable=True),
+    Column("manifest_digest", String(64), nullable=False),  # SHA-256 of the files' manifest
+    Column("signature", String(256), nullable=False),  # the signature tag value
+)
+
 monitoring_reports = Table(
     "monitoring_reports",
     metadata,
