@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from forestops.config import get_settings
+from forestops import config
 from forestops.logs import configure_logging
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -23,6 +23,17 @@ app.add_typer(data_app, name="data")
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
     configure_logging(logging.DEBUG if verbose else logging.INFO)
+
+
+def get_settings(**overrides: object) -> config.Settings:
+    """The settings, or a bad one named in one line on stderr (exit 2), never a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return config.get_settings(**overrides)
+    except ValidationError as error:
+        typer.echo(f"forestops: {config.describe_invalid(error)}", err=True)
+        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")
@@ -62,7 +73,18 @@ def data_api(
         None, min=0, help="Seconds a batch stays current (default MIN_UPDATE_TIME_S: 300)."
     ),
     sample_fraction: float | None = typer.Option(
-        None, min=0, max=1, help="Share of the batch per call (default SAMPLE_FRACTION: 0.1)."
+        None,
+        min=0,
+        max=1,
+        help="Share of the batch per call (default SAMPLE_FRACTION: 0.1; default mode only).",
+    ),
+    fidelity: str | None = typer.Option(
+        None,
+        metavar="default|course",
+        help="course: the course's server answer for answer (every batch of group g samples the "
+        "same tenth rows[g*B:(g+1)*B], counter -1 then 1..10, batch 10 for one call, group 10 "
+        "always 500, state in timestamps.json). default: ten disjoint batches covering every "
+        "row, each served for its whole window, every group served. Default: DATA_API_FIDELITY.",
     ),
 ) -> None:
     """Serve the course-compatible batch data API over the data set (state in FORESTOPS_HOME)."""
@@ -72,7 +94,11 @@ def data_api(
     from forestops.source.dataset import DatasetError
     from forestops.source.server import builtin_app
 
-    overrides = {"min_update_time_s": min_update_time, "sample_fraction": sample_fraction}
+    overrides = {
+        "min_update_time_s": min_update_time,
+        "sample_fraction": sample_fraction,
+        "data_api_fidelity": fidelity,
+    }
     try:
         settings = get_settings(**{key: v for key, v in overrides.items() if v is not None})
         api = builtin_app(settings)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CANDIDATES = ("logistic_regression", "svc", "random_forest", "lightgbm")
@@ -48,15 +49,28 @@ class Settings(BaseSettings):
         1, ge=1, le=10, description="Course group number sent to the data API (1..10)"
     )
     source_timeout_s: float = Field(30.0, gt=0, description="Timeout of one data API call")
-    source_retries: int = Field(5, ge=1, description="Attempts per call before failing loudly")
+    source_retries: int = Field(
+        12, ge=1, description="Most attempts per call (SOURCE_RETRY_BUDGET_S usually ends first)"
+    )
+    source_retry_budget_s: float = Field(
+        120.0,
+        gt=0,
+        description="A failing call (connection error, timeout, 5xx, 429) is retried for this "
+        "long: enough to span a restart of the source",
+    )
     source_backoff_max_s: float = Field(
-        30.0, gt=0, description="Longest wait between retries (exponential backoff)"
+        30.0, gt=0, description="Longest wait between retries (exponential backoff from 0.5 s)"
     )
     data_api_port: int = Field(
         8081, description="Port of the built-in data API (`forestops data-api`, `up`, `run`)"
     )
     min_update_time_s: float = Field(300.0, ge=0, description="Built-in data API batch window")
     sample_fraction: float = Field(0.1, gt=0, le=1, description="Built-in data API share per call")
+    data_api_fidelity: Literal["default", "course"] = Field(
+        "default",
+        description="Built-in data API: default (ten disjoint batches of every row) or course "
+        "(the course's server answer for answer: one tenth of the data per group, group 10 is 500)",
+    )
 
     # --- harvesting a batch (pipeline.harvest) ------------------------------------------------
     ingest_harvest: bool = Field(
@@ -219,6 +233,29 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("source_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value:
+            require_http_url(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url  # here: `forestops --help` stays light
+        from sqlalchemy.exc import ArgumentError
+
+        if value:
+            try:
+                make_url(value)
+            except ArgumentError:
+                raise ValueError(
+                    "not a SQLAlchemy URL (e.g. sqlite:///path/forestops.db, "
+                    "postgresql+psycopg://user:password@host/db)"
+                ) from None
+        return value
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         home = self.forestops_home.expanduser().resolve()
@@ -247,3 +284,29 @@ class Settings(BaseSettings):
 def get_settings(**overrides: object) -> Settings:
     """Fresh settings from the environment (never cached: tests and the CLI change the env)."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def require_http_url(url: str) -> str:
+    """`url` if it is http(s)://host...; a URL without a scheme is a mistake to name at once (it
+    would otherwise fail every call as an 'unsupported protocol' network fault)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{url!r} is not an http(s) URL: write it as http://host:port")
+    return url
+
+
+_MAY_HOLD_SECRETS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "DATABASE_URL", "TRACKING_URI")
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """Bad settings in one line, by their environment names: `GROUP_NUMBER='11': Input should
+    be less than or equal to 10`, for a message without pydantic's multi-line report."""
+    problems = []
+    for problem in error.errors(include_url=False):
+        name = "_".join(str(part) for part in problem["loc"][:1]).upper() or "settings"
+        shown = problem.get("input")
+        secret = any(word in name for word in _MAY_HOLD_SECRETS)
+        given = f"={shown!r}" if isinstance(shown, str | int | float) and not secret else ""
+        message = problem["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}{given}: {message}")
+    return "bad setting " + "; ".join(problems)

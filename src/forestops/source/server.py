@@ -1,6 +1,12 @@
 """A course-compatible batch data API, for development, demos, tests and `forestops up`.
 
-Behaviour, matching the course server where DESIGN.md leaves room:
+Two modes (DATA_API_FIDELITY, `forestops data-api --fidelity`): `course` reproduces the course's
+server answer for answer (`source.course_server`: every batch of a group is a sample of the same
+tenth of the data, batch 10 for one call, group 10 always 500). `default`, this module, is what
+that server was meant to be: ten disjoint batches covering every row, so a group that harvests
+every batch gets the whole data set.
+
+Default mode, matching the course server where DESIGN.md leaves room:
 - The data set is shuffled once with a fixed seed and cut into `n_batches` fixed, disjoint
   batches covering every row, so batch i is the same rows on every start.
 - A group's first `GET /data` starts batch 1. A call made once `min_update_time` seconds have
@@ -11,8 +17,10 @@ Behaviour, matching the course server where DESIGN.md leaves room:
   inside one answer) of the current batch, values as strings in the course's column order,
   e.g. `["2596", "51", ..., "Rawah", "C7745", "4"]`. `batch_number` counts 1..10 like the course.
 - The last batch is served for its whole window; the call after it is a 400 saying all data was
-  collected (the course itself serves its tenth batch only once). `/restart_data_generation`
-  starts the group over.
+  collected (the course itself serves its tenth batch only once). Every group, 10 included, is
+  served (the course answers 500 to group 10). Error details are English and say what to do; the
+  'all collected' one ends with the course's sentence. `/restart_data_generation` starts the
+  group over and answers `{"ok": true, "group_number": N}` (the course: `["ok"]`).
 - Per-group state (batch index, when it began) is written atomically to `state_path` on every
   change, so a restarted server carries on where it stopped.
 """
@@ -185,9 +193,18 @@ def create_app(
 
 
 def builtin_app(settings: Settings) -> FastAPI:
-    """The data API over the configured data set, state in FORESTOPS_HOME."""
+    """The data API over the configured data set in DATA_API_FIDELITY's mode, state in
+    FORESTOPS_HOME (each mode its own file: the course's `timestamps.json`, or ours)."""
     from forestops.source.dataset import load_dataset
 
+    if settings.data_api_fidelity == "course":
+        from forestops.source.course_server import create_course_app
+
+        return create_course_app(
+            load_dataset(settings),
+            state_path=settings.ensure_home() / "timestamps.json",
+            min_update_time=settings.min_update_time_s,
+        )
     return create_app(
         load_dataset(settings),
         state_path=settings.ensure_home() / "data_api_state.json",
