@@ -9,10 +9,24 @@ not seen: after k calls of a tenth, 1 - 0.9^k of the batch is in (65% after 10, 
 A run stops when
 - the yield dried up: new rows were under HARVEST_STOP_NEW_SHARE (2%) of the rows of the last
   HARVEST_WINDOW (5) samples: ~41 calls and ~98.5% of the batch at a tenth per call;
+- its first sample brought under HARVEST_STOP_NEW_SHARE new rows to the database: the batch was
+  collected before under another number (the course's server serves every batch of a group from
+  the same slice of the data), so one call per batch is all it costs;
 - the batch number changed: the source moved on (that sample is stored like every other one);
 - the time budget ran out (HARVEST_TIME_BUDGET_S, default 0.9 x MIN_UPDATE_TIME_S, the window);
 - the source said all data was collected, or sent a payload that is not the course's shape
   (archived and recorded as rejected, as a single fetch does): no point insisting.
+It never asks again for a batch it has already collected because a tick came early. Scheduled
+runs come every INGEST_INTERVAL_S (or the DAG's `*/5`), the same 300 s as the source's window,
+so a tick can land just before the source moves on. A run first looks at the group's latest
+batch in the database: if its last samples brought under HARVEST_STOP_NEW_SHARE new rows (it is
+collected) and MIN_UPDATE_TIME_S (+1 s) have not passed since it was first seen (the source's
+window began with that call), the run waits until they have, then asks: the source moves on at
+that call. If that wait would not fit in the time budget, the run makes no call and ends
+`not_due`. Aligning to the observed change rather than polling until the number moves costs no
+call at all in the common case and needs no new setting; a source whose window is longer than
+MIN_UPDATE_TIME_S costs one call (stopped at once as `seen_before`) per early tick.
+
 It is polite: at least HARVEST_MIN_INTERVAL_S between calls, the client's retries back off, and
 one run per group at a time (a lock in the database, `store.locks`): a second run exits at once
 with status `busy`, since the first is already collecting that batch. A source still failing
@@ -33,13 +47,21 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import pandas as pd
 
 from forestops.config import Settings
 from forestops.pipeline.coverage import CaptureTally
-from forestops.pipeline.ingest import IngestResult, ensure_schema, fetch_and_store
+from forestops.pipeline.ingest import (
+    HeldBatch,
+    IngestResult,
+    ensure_schema,
+    fetch_and_store,
+    held_batch,
+    warn_if_went_back,
+)
 from forestops.source.client import SourceClient
 from forestops.store.loader import HarvestFigures, content_hashes
 from forestops.store.locks import try_lock
@@ -49,8 +71,19 @@ log = logging.getLogger(__name__)
 BUDGET_SHARE_OF_WINDOW = 0.9
 """Default time budget as a share of the source's batch window: done before the batch moves on."""
 LOCK_NAME = "forestops.harvest"
+DUE_MARGIN_S = 1.0
+"""Asked this long after a held batch's window: the source began it a moment before we saw it."""
 
-Stop = Literal["dried_up", "batch_changed", "time_budget", "all_collected", "rejected", "busy"]
+Stop = Literal[
+    "dried_up",
+    "seen_before",
+    "batch_changed",
+    "time_budget",
+    "all_collected",
+    "rejected",
+    "busy",
+    "not_due",
+]
 
 
 @dataclass(frozen=True)
@@ -75,11 +108,11 @@ class HarvestResult:
     @property
     def status(self) -> str:
         """`harvested` once a sample of the batch is stored, else why not: `all_collected`,
-        `rejected` or `busy`."""
+        `rejected`, `busy` or `not_due`."""
         return "harvested" if self.samples else self.stop
 
     def summary(self) -> str:
-        if self.status == "busy":
+        if self.status in ("busy", "not_due"):
             return f"harvest of group {self.group} skipped: {self.message}"
         if self.status == "all_collected":
             return f"all data collected: {self.message}"
@@ -133,6 +166,17 @@ class _Run:
     def harvest(self, client: SourceClient) -> HarvestResult:
         settings = self.settings
         budget = time_budget_s(settings)
+        held = held_batch(settings, self.group, settings.harvest_window)
+        wait, due = _until_next_batch(settings, held)
+        if held is not None and wait > 0:
+            when = (
+                f"first seen {held.first_seen:%H:%M:%S} UTC, "
+                f"the source moves on after {due:%H:%M:%S}"
+            )
+            if wait >= budget:
+                return self._result("not_due", f"source batch {held.number} is collected ({when})")
+            log.info("source batch %d is collected (%s): asking in %.0f s", held.number, when, wait)
+            time.sleep(wait)
         last_call: float | None = None
         batch_number: int | None = None
         while True:
@@ -154,7 +198,16 @@ class _Run:
             self.stored.append(result)
             if batch_number is None:
                 batch_number = result.batch_number
+                warn_if_went_back(self.group, held.number if held else None, batch_number)
+                valid = result.inserted + result.duplicates
+                if valid and result.inserted < settings.harvest_stop_new_share * valid:
+                    seen = (
+                        f"its first sample brought {result.inserted / valid:.1%} new rows "
+                        f"(threshold {settings.harvest_stop_new_share:.0%}): collected before"
+                    )
+                    return self._result("seen_before", seen, batch_number)
             elif result.batch_number != batch_number:
+                warn_if_went_back(self.group, batch_number, result.batch_number)
                 moved = f"the source moved on to batch {result.batch_number}"
                 return self._result("batch_changed", moved, batch_number, result.batch_number)
             assert batch_number is not None
@@ -209,6 +262,19 @@ class _Run:
             next_batch_number=next_batch_number,
             seconds=round(time.monotonic() - self.started, 1),
         )
+
+
+def _until_next_batch(settings: Settings, held: HeldBatch | None) -> tuple[float, datetime]:
+    """Seconds to wait before asking, and when: 0 unless the held batch is collected and its
+    window (MIN_UPDATE_TIME_S from when it was first seen, + DUE_MARGIN_S) is still open."""
+    now = datetime.now(UTC)
+    window = settings.min_update_time_s
+    if held is None or window <= 0 or held.new_share is None:
+        return 0.0, now
+    if held.new_share >= settings.harvest_stop_new_share:
+        return 0.0, now  # not collected yet (a run cut short): worth asking within its window
+    due = held.first_seen + timedelta(seconds=window + DUE_MARGIN_S)
+    return max(0.0, (due - now).total_seconds()), due
 
 
 def _figures_of(tally: CaptureTally) -> HarvestFigures:

@@ -10,6 +10,10 @@ that is not the course's shape is archived and recorded as `rejected`, never hal
 The schema is brought up to date once per process and database on first use, so ingestion on a
 fresh home just works. Callers report `IngestResult.summary()` themselves (one line each).
 `fetch_and_store` is the step a harvest (`pipeline.harvest`) repeats on one client.
+
+A source whose batch number goes backwards (a course server restarted without its state file,
+or someone called `/restart_data_generation`) is logged as a warning: rows already stored stay,
+repeated ones are skipped as duplicates.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import pandas as pd
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +44,7 @@ from forestops.source.client import (
 from forestops.store import loader
 from forestops.store.archive import ArchiveError, archive_payload, read_payload
 from forestops.store.database import get_engine, normalise_url, upgrade
+from forestops.store.schema import ingestion_batches
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +80,70 @@ class IngestResult:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class HeldBatch:
+    """The source batch a group last loaded from this source: its number, when it was first
+    seen (the first call of its latest unbroken run of samples, ~when the source moved to it),
+    and the share of new rows its latest samples (up to `window`) brought to the database."""
+
+    number: int
+    first_seen: datetime
+    new_share: float | None
+
+
+def held_batch(settings: Settings, group: int, window: int = 1) -> HeldBatch | None:
+    """What the database holds of `group`'s latest source batch (fresh fetches, not replays)."""
+    t = ingestion_batches
+    mine = (
+        (t.c.group_number == group)
+        & (t.c.source == source_url(settings))
+        & (t.c.status == loader.LOADED)
+        & t.c.replay_of.is_(None)
+        & t.c.batch_number.is_not(None)
+    )
+    with get_engine(settings.database_url).connect() as connection:
+        latest = connection.execute(
+            select(t.c.batch_number).where(mine).order_by(t.c.id.desc()).limit(1)
+        ).scalar()
+        if latest is None:
+            return None
+        before = connection.execute(
+            select(func.max(t.c.id)).where(mine, t.c.batch_number != latest)
+        ).scalar()
+        streak = mine & (t.c.id > (before or 0))
+        first_seen = connection.execute(select(func.min(t.c.fetched_at)).where(streak)).scalar_one()
+        recent = connection.execute(
+            select(t.c.inserted, t.c.duplicates).where(streak).order_by(t.c.id.desc()).limit(window)
+        ).all()
+    valid = sum(row.inserted + row.duplicates for row in recent)
+    return HeldBatch(
+        latest,
+        first_seen if first_seen.tzinfo else first_seen.replace(tzinfo=UTC),  # SQLite: naive UTC
+        sum(row.inserted for row in recent) / valid if valid else None,
+    )
+
+
+def warn_if_went_back(group: int, before: int | None, now: int | None) -> None:
+    if before is not None and now is not None and now < before:
+        log.warning(
+            "the data API's batch number for group %d went back from %d to %d: the source was "
+            "restarted without its state (or /restart_data_generation was called); stored rows "
+            "stay, repeated ones are skipped as duplicates",
+            group,
+            before,
+            now,
+        )
+
+
 def ingest_batch(settings: Settings, group: int | None = None) -> IngestResult:
     """Fetch the current batch of `group` (default GROUP_NUMBER) and store it."""
     group = settings.group_number if group is None else group
     ensure_schema(settings.database_url)
+    held = held_batch(settings, group)
     with SourceClient.from_settings(settings) as client:
-        return fetch_and_store(settings, client, group)
+        result = fetch_and_store(settings, client, group)
+    warn_if_went_back(group, held.number if held else None, result.batch_number)
+    return result
 
 
 def fetch_and_store(

@@ -1,8 +1,10 @@
 """Client of the course's batch data API (or ours): one call, one batch payload.
 
-Transient failures (timeouts, connection errors, 5xx, 429) are retried with exponential backoff
-and full jitter, then reported as `SourceError`; other 4xx are not retried (asking again cannot
-help). The course's 'all data collected' 400 is `AllDataCollected`: the normal end of a run, not a
+Transient failures (timeouts, connection errors, 5xx, 429) are retried alike, with exponential
+backoff (0.5, 1, 2, 4 ... s, up to SOURCE_BACKOFF_MAX_S, plus up to a tenth of jitter) for
+SOURCE_RETRY_BUDGET_S (default 120 s: the course's server restarting, or ours, is back well within
+it), at most SOURCE_RETRIES attempts; then `SourceError` says what failed, how often and for how
+long. Other 4xx are not retried (asking again cannot help). The course's 'all data collected' 400 is `AllDataCollected`: the normal end of a run, not a
 failure. A 200 whose body is not the course's shape is `MalformedPayload`, carrying the raw bytes
 so the caller can archive and record them. Rows are not checked here: one bad row is the
 validator's business (quarantine), not a reason to drop the whole payload.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -23,17 +26,35 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_random_exponential,
+    stop_before_delay,
 )
 
-from forestops.config import Settings
+from forestops.config import Settings, require_http_url
 from forestops.source import protocol
 
 log = logging.getLogger(__name__)
 
+FIRST_BACKOFF_S = 0.5
+JITTER_SHARE = 0.1
+COURSE_GROUP_10 = (
+    "the course's data API answers 500 to every call of group 10 (its share of the data is "
+    "smaller than one sample): use another GROUP_NUMBER"
+)
+
+
+def backoff_s(attempt: int, backoff_max: float, jitter: float = 0.0) -> float:
+    """The wait after failed attempt `attempt` (1-based): 0.5 s doubling up to `backoff_max`,
+    `jitter` (0..1) adding up to a tenth, never beyond `backoff_max`."""
+    base = FIRST_BACKOFF_S * 2 ** min(attempt - 1, 30)
+    return min(backoff_max, base * (1 + JITTER_SHARE * jitter))
+
 
 class SourceError(RuntimeError):
-    """The data API could not deliver a batch."""
+    """The data API could not deliver a batch; `status` is its last HTTP status, if it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class MalformedPayload(SourceError):
@@ -54,6 +75,7 @@ class _Transient(Exception):
 
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"HTTP {response.status_code}: {_detail(response)}")
+        self.status = response.status_code
 
 
 class _CoursePayload(BaseModel):
@@ -95,11 +117,17 @@ def parse_payload(raw: bytes, source: str) -> SourcePayload:
 
 class SourceClient:
     def __init__(
-        self, base_url: str, timeout: float = 30.0, retries: int = 5, backoff_max: float = 30.0
+        self,
+        base_url: str,
+        timeout: float = 30.0,
+        retries: int = 12,
+        backoff_max: float = 30.0,
+        retry_budget: float = 120.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = require_http_url(base_url).rstrip("/")  # not a network fault to retry
         self._retries = retries
         self._backoff_max = backoff_max
+        self._retry_budget = retry_budget
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
 
     @classmethod
@@ -109,23 +137,31 @@ class SourceClient:
             timeout=settings.source_timeout_s,
             retries=settings.source_retries,
             backoff_max=settings.source_backoff_max_s,
+            retry_budget=settings.source_retry_budget_s,
         )
 
     def fetch(self, group: int) -> SourcePayload:
         """One batch payload for `group`."""
-        response = self._get("/data", {"group_number": group})
+        try:
+            response = self._get("/data", {"group_number": group})
+        except SourceError as error:
+            if error.status == 500 and group == 10:
+                raise SourceError(f"{error}; {COURSE_GROUP_10}", error.status) from error
+            raise
         if response.status_code == 400 and protocol.is_all_collected(_detail(response)):
             raise AllDataCollected(_detail(response))
         if response.is_error:
             raise SourceError(
-                f"data API {response.url} answered HTTP {response.status_code}: {_detail(response)}"
+                f"data API {response.url} answered HTTP {response.status_code}: "
+                f"{_detail(response)}",
+                response.status_code,
             )
         return parse_payload(response.content, str(response.url))
 
     def _get(self, path: str, params: dict[str, Any]) -> httpx.Response:
         retrying = Retrying(
-            stop=stop_after_attempt(self._retries),
-            wait=wait_random_exponential(multiplier=0.5, max=self._backoff_max),
+            stop=stop_after_attempt(self._retries) | stop_before_delay(self._retry_budget),
+            wait=lambda state: backoff_s(state.attempt_number, self._backoff_max, random.random()),
             retry=retry_if_exception_type((httpx.TransportError, _Transient)),
             before_sleep=self._log_retry,
             reraise=True,
@@ -137,22 +173,24 @@ class SourceClient:
                     if response.status_code >= 500 or response.status_code == 429:
                         raise _Transient(response)
         except (httpx.TransportError, _Transient) as error:
+            state = retrying.statistics
             raise SourceError(
-                f"data API {self.base_url}{path} failed after {self._retries} attempts: "
-                f"{type(error).__name__}: {error}"
+                f"data API {self.base_url}{path} failed after {state['attempt_number']} attempts: "
+                f"{_reason(error)} (retried for {state['delay_since_first_attempt']:.1f} s of "
+                f"a {self._retry_budget:g} s budget)",
+                getattr(error, "status", None),
             ) from error
         return response
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         log.warning(
-            "data API %s: %s: %s (attempt %d of %d, next in %.1f s)",
+            "data API %s: %s (attempt %d, next in %.1f s; retrying for up to %g s)",
             self.base_url,
-            type(error).__name__,
-            error,
+            _reason(error),
             state.attempt_number,
-            self._retries,
             state.upcoming_sleep,
+            self._retry_budget,
         )
 
     def close(self) -> None:
@@ -173,6 +211,14 @@ class SourceClient:
 def source_url(settings: Settings) -> str:
     """SOURCE_API_BASE_URL, or the built-in data API on this machine."""
     return settings.source_api_base_url or f"http://127.0.0.1:{settings.data_api_port}"
+
+
+def _reason(error: BaseException | None) -> str:
+    """What went wrong, in words: an HTTP answer as its status and detail, a network fault as
+    httpx names it (ConnectError, ReadTimeout, RemoteProtocolError ...) and its message."""
+    if isinstance(error, _Transient):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _detail(response: httpx.Response) -> str:

@@ -31,6 +31,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,16 +74,23 @@ class GroupState:
 class BatchClock:
     """Which batch each group is on, advanced by calls and time, persisted as JSON."""
 
-    def __init__(self, state_path: Path, n_batches: int, min_update_time: float) -> None:
+    def __init__(
+        self,
+        state_path: Path,
+        n_batches: int,
+        min_update_time: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._path = state_path
         self._n_batches = n_batches
         self._min_update_time = min_update_time
+        self._clock = clock  # wall clock (the state outlives the process); tests inject theirs
         self._groups = self._read()
 
     def advance(self, group: int) -> int | None:
         """The batch index to serve now (moving on if the window passed); None: all served."""
         state = self._groups.get(group)
-        now = time.time()  # wall clock: the state outlives the process
+        now = self._clock()
         if state is None:
             state = self._groups[group] = GroupState(0, now)
             self._write()
@@ -124,8 +132,10 @@ def create_app(
     sample_fraction: float = 0.1,
     n_batches: int = protocol.N_BATCHES,
     seed: int | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The data API over `dataset` (canonical or course columns); `seed` fixes the sampling."""
+    """The data API over `dataset` (canonical or course columns); `seed` fixes the sampling,
+    `clock` (unix seconds) stands in for the wall clock in tests."""
     if not 0 < sample_fraction <= 1:
         raise ValueError(f"sample_fraction must be in (0, 1], got {sample_fraction}")
     if len(dataset) < n_batches:
@@ -133,7 +143,7 @@ def create_app(
     rows = dataset.rename(columns=contract.canonical_column).loc[:, list(contract.COLUMNS)]
     order = np.random.default_rng(PARTITION_SEED).permutation(len(rows))
     batches = np.array_split(order, n_batches)
-    clock = BatchClock(state_path, n_batches, min_update_time)
+    batch_clock = BatchClock(state_path, n_batches, min_update_time, clock)
     rng = np.random.default_rng(seed)
     lock = threading.Lock()  # sync endpoints run on a thread pool; the clock and rng are shared
 
@@ -167,7 +177,7 @@ def create_app(
         """A random sample of the group's current batch."""
         check_group(group_number)
         with lock:
-            index = clock.advance(group_number)
+            index = batch_clock.advance(group_number)
             if index is None:
                 raise HTTPException(
                     400, detail=protocol.all_collected_detail(group_number, n_batches)
@@ -186,7 +196,7 @@ def create_app(
         """Start the group over from batch 1."""
         check_group(group_number)
         with lock:
-            clock.restart(group_number)
+            batch_clock.restart(group_number)
         return {"ok": True, "group_number": group_number}
 
     return app
