@@ -26,7 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from support.compose_file import (
+from forestops.fullstack.compose import (
     DEPLOY,
     ENV_EXAMPLE,
     ROOT,
