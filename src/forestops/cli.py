@@ -230,6 +230,7 @@ def serve(
 
     from forestops.serving.allocator import cap_malloc_arenas
     from forestops.serving.app import create_app
+    from forestops.serving.connections import uvicorn_options
 
     cap_malloc_arenas()  # before any thread: model swaps under load otherwise grow the heap
     settings = get_settings()
@@ -238,7 +239,14 @@ def serve(
         from forestops.store.database import upgrade
 
         upgrade(settings.database_url)  # embedded: no migration job creates prediction_log
-    uvicorn.run(create_app(settings), host=host, port=port, workers=1, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        workers=1,
+        access_log=False,
+        **uvicorn_options(settings),  # timeouts, connection limit: serving/connections.py
+    )
 
 
 # --- embedded stack, UI, monitoring -------------------------------------------------------------

@@ -176,6 +176,21 @@ class Settings(BaseSettings):
     inference_compile_timeout_s: float = Field(
         1800.0, gt=0, description="Longest compilation of one model (beyond: the booster stays)"
     )
+    inference_header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request's headers (beyond: 408)"
+    )
+    inference_body_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds a client has to send the body after them (beyond: 408)"
+    )
+    inference_max_header_bytes: int = Field(
+        65_536, ge=1024, description="Largest request line plus headers (more: 431)"
+    )
+    inference_keep_alive_s: int = Field(
+        5, ge=1, description="An idle kept-alive connection is closed after this many seconds"
+    )
+    inference_max_connections: int = Field(
+        256, ge=1, description="Open connections the service takes (beyond: 503 at once)"
+    )
 
     # --- monitoring --------------------------------------------------------------------------
     prediction_log_enabled: bool = Field(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from forestops.redact import install_log_redaction
+
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -15,6 +17,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     logging.basicConfig(level=level, format=FORMAT, force=True)
     logging.captureWarnings(True)  # library warnings in the same format, not raw on stderr
+    install_log_redaction()  # no password or token of a URI in any log line
     # Third-party chatter that drowns the one-line job statuses.
     for noisy in ("httpx", "alembic", "urllib3", "botocore", "git", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -29,12 +29,26 @@ class BackgroundServer:
     """
 
     def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        log_level: str = "warning",
+        **options: Any,
     ) -> None:
+        """`options`: more uvicorn.Config arguments (the inference service's
+        `serving.connections.uvicorn_options`)."""
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_level=log_level, lifespan="on", access_log=False
+            app,
+            host=host,
+            port=self.port,
+            log_level=log_level,
+            lifespan="on",
+            access_log=False,
+            **options,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from forestops import contract
-from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
+from forestops.serving.csv_io import (
+    MAX_COLUMNS,
+    MAX_HEADER_CHARS,
+    CsvRejected,
+    TooManyRows,
+    inert,
+    parse_csv,
+    render_csv,
+)
+from forestops.serving.errors import MAX_ERRORS
 
 CANONICAL = ",".join(contract.FEATURE_NAMES)
 ROW = "2596,51,3,258,0,510,221,232,148,6279,Rawah,C7745"
@@ -60,12 +69,40 @@ def test_bad_rows_name_line_and_column() -> None:
     ]
 
 
-def test_errors_are_capped() -> None:
+def test_errors_are_capped_and_the_rest_counted() -> None:
     bad = ROW.replace("2596", "-1")
     with pytest.raises(CsvRejected) as caught:
         parse_csv((CANONICAL + f"\n{bad}" * 80 + "\n").encode(), 100)
-    assert len(caught.value.errors) == 51
-    assert caught.value.errors[-1]["type"] == "csv_too_many"
+    assert len(caught.value.errors) == MAX_ERRORS
+    assert caught.value.total == 80
+
+
+def test_a_header_wider_or_longer_than_any_valid_one_is_refused_naming_the_limit() -> None:
+    for header, kind, limit in (
+        (",".join(["a"] * (MAX_COLUMNS + 1)), "csv_too_many_columns", "MAX_COLUMNS"),
+        ("a" * (MAX_HEADER_CHARS + 1), "csv_header_too_long", "MAX_HEADER_CHARS"),
+    ):
+        errors = _rejected(f"{header}\n{ROW}\n")
+        assert [e["type"] for e in errors] == [kind]
+        assert limit in errors[0]["msg"]
+
+
+def test_a_cell_over_the_csv_field_limit_is_rejected_naming_the_line() -> None:
+    errors = _rejected(f"{CANONICAL}\n{ROW}\n{'9' * 200_000},{ROW}\n")
+    assert [(e["type"], e["loc"]) for e in errors] == [("csv_malformed", ["body", "file", 3])]
+    assert "field larger than field limit" in errors[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    "cell", ["=1+1", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "=HYPERLINK(x)"]
+)
+def test_formula_cells_are_made_inert(cell: str) -> None:
+    assert inert(cell) == "'" + cell
+
+
+@pytest.mark.parametrize("cell", ["-5", "+7", "-1.5", "Rawah", "C7745", ""])
+def test_numbers_and_words_stay_as_they_are(cell: str) -> None:
+    assert inert(cell) == cell
 
 
 @pytest.mark.parametrize(

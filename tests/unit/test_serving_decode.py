@@ -12,7 +12,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from forestops import contract
 from forestops.modeling.package import input_example
-from forestops.serving.decode import clean_arrays, records_to_arrays, validated_arrays
+from forestops.serving.decode import (
+    InvalidRecords,
+    clean_arrays,
+    records_to_arrays,
+    validated_arrays,
+)
+from forestops.serving.errors import MAX_ERRORS
 from forestops.serving.schemas import ForestRecord
 
 RECORDS: TypeAdapter[Any] = TypeAdapter(list[ForestRecord])  # type: ignore[valid-type]
@@ -61,6 +67,24 @@ def test_clean_batch_takes_the_shortcut_and_others_do_not() -> None:
 
 
 def test_records_to_arrays_names_the_bad_record() -> None:
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(InvalidRecords) as caught:
         records_to_arrays([EXAMPLE, {**EXAMPLE, "aspect": 400}], RECORDS)
-    assert caught.value.errors()[0]["loc"] == (1, "aspect")
+    assert caught.value.errors[0]["loc"] == (1, "aspect")
+    assert caught.value.total == 1
+
+
+def test_errors_of_a_big_bad_batch_are_listed_up_to_the_cap_and_all_counted() -> None:
+    with pytest.raises(InvalidRecords) as caught:
+        records_to_arrays([EXAMPLE] * 300 + [{}] * 1000, RECORDS)
+    assert len(caught.value.errors) == MAX_ERRORS
+    assert caught.value.errors[0]["loc"] == (300, "elevation")  # indexes across chunks
+    assert caught.value.total == 1000 * len(EXAMPLE)
+
+
+def test_a_record_with_a_million_unknown_keys_is_judged_on_a_few_and_counted_in_full() -> None:
+    record = {**EXAMPLE, **{f"k{i}": i for i in range(1_000_000)}}
+    with pytest.raises(InvalidRecords) as caught:
+        records_to_arrays([record], RECORDS)
+    assert len(caught.value.errors) == MAX_ERRORS
+    assert {e["type"] for e in caught.value.errors} == {"extra_forbidden"}
+    assert caught.value.total == 1_000_000

@@ -16,31 +16,42 @@ body over `MAX_BODY_BYTES` or more records than `MAX_BATCH_ROWS`; 503 while no m
 served, 409 when it refused a champion that failed to load or failed the smoke prediction (the
 old model keeps serving), 404 when no champion exists yet, 502 when the tracking server could
 not be asked.
+
+Nothing a client sends is amplified: a 422 lists at most `serving.errors.MAX_ERRORS` errors with
+cut inputs (the last entry counts the rest), bodies over `_INLINE_MAX_BYTES` are parsed and
+judged in a worker thread so `/health` keeps answering, and `/predict/csv` checks the key before
+it reads the upload. Nothing the service answers carries a secret or a host path: `/health` says
+what is wrong in the service's own words (the raw error goes to the log, where every URI is
+redacted), `/metadata` leaves out `mlflow.source.name` and redacts URIs in the lineage tags.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 import numpy as np
 import orjson
-from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter
+from starlette.datastructures import UploadFile
 
 from forestops import __version__, contract
 from forestops.config import Settings, get_settings
+from forestops.redact import install_log_redaction, redact_text
 from forestops.serving.auth import make_guards
 from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
-from forestops.serving.decode import Arrays, records_to_arrays
+from forestops.serving.decode import Arrays, InvalidRecords, records_to_arrays
+from forestops.serving.errors import brief, capped
 from forestops.serving.holder import ModelHolder, RefreshResult, ServedModel, trained_at_iso
 from forestops.serving.metrics import MetricsMiddleware, ServiceMetrics
 from forestops.serving.monitoring_gauges import MonitoringCollector
@@ -58,14 +69,36 @@ from forestops.serving.schemas import (
 from forestops.store.database import get_engine
 
 _INLINE_MAX_ROWS = 32  # above this, the model runs in the thread pool
+_INLINE_MAX_BYTES = 4096  # above this, the body is parsed and judged in the thread pool
 _MIN_SLICE_ROWS = 256  # smaller slices cost more in thread hand-offs than they save
 _RELOAD_STATUS = {"swapped": 200, "unchanged": 200, "refused": 409, "missing": 404, "failed": 502}
 _LINEAGE_PREFIXES = ("forestops.", "mlflow.source.")
+_PRIVATE_TAGS = frozenset({"mlflow.source.name"})  # the training host's script path
 _VALIDATION_ERROR = {  # FastAPI documents 422 only for parameters it parses itself
     "description": "Invalid records: `loc` names the record index and the field",
     "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
     },
+}
+_CSV_BODY = {  # read by hand, after the key check (a File() parameter is read before it)
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV, ',' or ';' separated, UTF-8 (BOM allowed)",
+                        }
+                    },
+                    "required": ["file"],
+                }
+            }
+        },
+    }
 }
 
 _DESCRIPTION = """Classifies forest cover type (UCI Covertype, 7 classes) with the champion model.
@@ -82,6 +115,7 @@ _DESCRIPTION = """Classifies forest cover type (UCI Covertype, 7 classes) with t
 
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
+        400: "A body that is not a readable multipart form (or more than one file)",
         401: "Missing or invalid API key",
         403: "A valid key that is not the admin key",
         413: "Body larger than MAX_BODY_BYTES, or more records than MAX_BATCH_ROWS",
@@ -114,6 +148,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     The app starts the holder in its lifespan, and stops it only if it created it.
     """
     settings = settings or get_settings()
+    install_log_redaction()
     own_holder = holder is None
     model_holder = holder or ModelHolder(settings)
     metrics = ServiceMetrics(model_holder)
@@ -192,7 +227,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             model_loaded=served is not None,
             model_version=served.ref.version if served else None,
             model_uri=served.ref.uri if served else None,
-            detail=None if state == "ok" else model_holder.problem,
+            detail=None if state == "ok" else _public_problem(model_holder.problem, served),
         )
         code = status.HTTP_503_SERVICE_UNAVAILABLE if served is None else status.HTTP_200_OK
         return JSONResponse(body.model_dump(), status_code=code)
@@ -216,7 +251,11 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             metrics={k: v for k, v in ref.metrics.items() if math.isfinite(v)},
             params=ref.params,
             trained_at=trained_at_iso(ref),
-            lineage={k: v for k, v in ref.tags.items() if k.startswith(_LINEAGE_PREFIXES)},
+            lineage={
+                k: redact_text(v)
+                for k, v in ref.tags.items()
+                if k.startswith(_LINEAGE_PREFIXES) and k not in _PRIVATE_TAGS
+            },
             features=features,
             classes=classes,
             runtime=served.runtime,
@@ -235,11 +274,13 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         started = time.perf_counter()
         served = served_model()
         _require_json(request.headers.get("content-type"))
-        items, single = _parse_records(await request.body(), settings.max_batch_rows)
-        try:
-            arrays = records_to_arrays(items, records_adapter)
-        except ValidationError as error:
-            raise RequestValidationError(_body_errors(error, single)) from None
+        body = await request.body()
+        if len(body) <= _INLINE_MAX_BYTES:
+            arrays = _decode_body(body, settings.max_batch_rows, records_adapter)
+        else:
+            arrays = await anyio.to_thread.run_sync(
+                _decode_body, body, settings.max_batch_rows, records_adapter
+            )
         probabilities = await _predict(served, arrays, settings.inference_threads)
         labels = probabilities.argmax(axis=1)
         metrics.count_predictions(labels)
@@ -262,20 +303,25 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             200: {
                 "content": {"text/csv": {"schema": {"type": "string"}}},
                 "description": "The input columns, then cover_type_pred, cover_type_name, "
-                "probability_0..probability_6",
+                "probability_0..probability_6 (cells that a spreadsheet would run as a formula "
+                "get a leading `'`)",
             },
-            **_error_responses(401, 413, 503),
+            **_error_responses(400, 401, 413, 503),
+            422: _VALIDATION_ERROR,
         },
         dependencies=[Depends(require_client)],
+        openapi_extra=_CSV_BODY,
         summary="Upload a CSV (canonical or course header), get it back with predictions",
     )
-    async def predict_csv(
-        file: Annotated[
-            UploadFile, File(description="CSV, ',' or ';' separated, UTF-8 (BOM allowed)")
-        ],
-    ) -> Response:
+    async def predict_csv(request: Request) -> Response:
         served = served_model()
-        data = await file.read()
+        async with request.form(max_files=1, max_fields=8) as form:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                missing = {"type": "missing", "loc": ["body", "file"], "msg": "Field required"}
+                raise RequestValidationError([missing])
+            data = await file.read()
+            filename = file.filename
 
         def score() -> str:
             started = time.perf_counter()
@@ -289,14 +335,15 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         try:
             text = await anyio.to_thread.run_sync(score)
         except CsvRejected as error:
-            raise RequestValidationError(error.errors) from None
+            raise RequestValidationError(
+                capped(error.errors, error.total, ["body", "file"])
+            ) from None
         except TooManyRows as error:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from None
-        filename = f"{(file.filename or 'predictions').rsplit('.', 1)[0]}-predictions.csv"
         return Response(
             text,
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            headers={"Content-Disposition": attachment(filename)},
         )
 
     @app.post(
@@ -363,6 +410,19 @@ def _require_json(content_type: str | None) -> None:
     )
 
 
+def _decode_body(body: bytes, max_rows: int, adapter: TypeAdapter[list[BaseModel]]) -> Arrays:
+    """The model's arrays for a /predict body, or the (bounded) 422 / 413 that it deserves."""
+    items, single = _parse_records(body, max_rows)
+    try:
+        return records_to_arrays(items, adapter)
+    except InvalidRecords as error:
+        located = (
+            {**entry, "loc": ["body", *(entry["loc"][1:] if single else entry["loc"])]}
+            for entry in error.errors
+        )
+        raise RequestValidationError(capped(located, error.total, ["body"])) from None
+
+
 def _parse_records(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     """The JSON body as a list of raw records, and whether it was a single object."""
     try:
@@ -380,7 +440,7 @@ def _parse_records(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
                     "type": "model_type",
                     "loc": ["body"],
                     "msg": "expected a record object or a non-empty array of records",
-                    "input": payload,
+                    "input": brief(payload),
                 }
             ]
         )
@@ -396,10 +456,28 @@ def _parse_records(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     return payload, False
 
 
-def _body_errors(error: ValidationError, single: bool) -> list[dict[str, Any]]:
-    """Pydantic's errors with `loc` as ["body", index, field] (["body", field] for one object)."""
-    entries = []
-    for entry in error.errors(include_url=False, include_context=False):
-        location: Sequence[int | str] = entry["loc"][1:] if single else entry["loc"]
-        entries.append({**entry, "loc": ["body", *location]})
-    return entries
+def _public_problem(problem: str | None, served: ServedModel | None) -> str:
+    """What /health (open to anyone) says is wrong: the holder's own opening words, never the
+    error text it quotes after them (a raw MLflow error can carry a tracking URI's password, a
+    host name or a path); the service log has the whole, redacted."""
+    said = (problem or "not ready").split(": ", 1)[0]
+    if served is not None and "serving" not in said:
+        said += f"; still serving {_describe(served)}"
+    return f"{said} (the service log says why)"
+
+
+def _describe(served: ServedModel) -> str:
+    return f"version {served.ref.version}" if served.ref.version else f"run {served.ref.run_id}"
+
+
+def attachment(upload_name: str | None) -> str:
+    """Content-Disposition for the answer to `upload_name` (RFC 6266): an ASCII `filename`
+    fallback and the exact name as RFC 5987 `filename*`, so `数据.csv` or a `"` in the name
+    reaches the browser intact and never breaks the header."""
+    name = (upload_name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())[:200]
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    filename = f"{stem or 'predictions'}-predictions.csv"
+    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\%' else "_" for ch in filename)
+    encoded = urllib.parse.quote(filename, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"

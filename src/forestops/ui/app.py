@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from forestops.redact import install_log_redaction
 from forestops.ui.guard import guard
 from forestops.ui.i18n import language_selector, t
 
@@ -25,6 +26,7 @@ PAGES = (
 
 
 def main() -> None:
+    install_log_redaction()  # the pages log failures; no URI's secret goes with them
     st.set_page_config(page_title="forestops", page_icon=":material/forest:", layout="wide")
     pages = [
         st.Page(VIEWS / f"{name}.py", title=t(title), icon=icon, default=name == "home")

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 import streamlit as st
 
+from forestops.redact import redact_text
 from forestops.ui.errors import DatabaseNotReady, MlflowNotReady
 from forestops.ui.i18n import t
 from forestops.ui.inference import ApiError
@@ -25,8 +26,9 @@ SOURCES: tuple[Source, ...] = get_args(Source)
 
 
 def summary(error: BaseException, limit: int = 300) -> str:
-    """One line a person can pass on: the error type and the first line of its message."""
-    lines = str(error).strip().splitlines()
+    """One line a person can pass on: the error type and the first line of its message, with
+    no secret of a URI in it."""
+    lines = redact_text(str(error)).strip().splitlines()
     text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

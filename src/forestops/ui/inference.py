@@ -16,6 +16,7 @@ import httpx
 import streamlit as st
 
 from forestops.config import Settings
+from forestops.redact import redact_text, redact_uri
 
 ErrorKind = Literal["unreachable", "no_model", "rejected", "too_large", "unauthorized", "server"]
 
@@ -58,7 +59,8 @@ def _client(settings: Settings, timeout: float | None = None) -> Iterator[httpx.
         try:
             yield client
         except httpx.TransportError as error:
-            detail = f"{settings.inference_api_url} ({type(error).__name__}: {error})"
+            where = redact_uri(settings.inference_api_url)
+            detail = f"{where} ({type(error).__name__}: {redact_text(str(error))})"
             raise ApiError("unreachable", detail) from error
 
 

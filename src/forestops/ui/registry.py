@@ -34,6 +34,7 @@ from forestops.modeling.tracking import (
     latest_training_job,
     resolve_serving_model,
 )
+from forestops.redact import redact_text, redact_uri
 from forestops.ui.errors import MlflowNotReady, MlflowUnreachable
 
 TTL_S = 30
@@ -61,9 +62,10 @@ def client(settings: Settings) -> MlflowClient:
         try:
             response = httpx.get(uri.rstrip("/") + "/health", timeout=5.0)
         except httpx.TransportError as error:
-            raise MlflowUnreachable(f"{uri} ({type(error).__name__}: {error})") from error
+            shown = f"{redact_uri(uri)} ({type(error).__name__}: {redact_text(str(error))})"
+            raise MlflowUnreachable(shown) from error
         if response.status_code != 200:
-            raise MlflowUnreachable(f"{uri}/health: HTTP {response.status_code}")
+            raise MlflowUnreachable(f"{redact_uri(uri)}/health: HTTP {response.status_code}")
     elif scheme.startswith("sqlite"):
         path = make_url(uri).database
         if path and not Path(path).exists():

@@ -10,6 +10,7 @@ import plotly.express as px
 import streamlit as st
 
 from forestops.config import Settings, get_settings
+from forestops.redact import redact_uri
 from forestops.ui import registry
 from forestops.ui.charts import confusion_chart
 from forestops.ui.guard import guard
@@ -27,7 +28,10 @@ def _served(settings: Settings) -> str | None:
     """The API's own account of the model it serves; its version, when there is one."""
     st.subheader(t("served_model"))
     if not recent_health(settings).reachable:
-        st.warning(t("model_api_down", url=settings.inference_api_url), icon=":material/cloud_off:")
+        st.warning(
+            t("model_api_down", url=redact_uri(settings.inference_api_url)),
+            icon=":material/cloud_off:",
+        )
         return None
     with guard("api"):
         served = recent_metadata(settings)

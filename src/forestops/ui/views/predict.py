@@ -17,6 +17,7 @@ import streamlit as st
 
 from forestops import contract
 from forestops.config import Settings, get_settings
+from forestops.redact import redact_uri
 from forestops.ui.charts import probability_chart, with_class_names
 from forestops.ui.csv_input import EXAMPLE_CSV, CsvCheck, check_csv, to_csv_bytes
 from forestops.ui.guard import guard
@@ -235,7 +236,8 @@ def render() -> None:
     health = recent_health(settings)
     if not health.reachable:
         st.warning(
-            t("predict_api_down", url=settings.inference_api_url), icon=":material/cloud_off:"
+            t("predict_api_down", url=redact_uri(settings.inference_api_url)),
+            icon=":material/cloud_off:",
         )
     elif not health.model_loaded:
         st.warning(

@@ -7,23 +7,14 @@ from collections.abc import Callable
 from functools import partial
 
 import streamlit as st
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from forestops.config import Settings, get_settings
+from forestops.redact import redact_uri
 from forestops.ui import data, registry
 from forestops.ui.errors import DatabaseNotReady, MlflowNotReady
 from forestops.ui.guard import summary
 from forestops.ui.i18n import language_selector, t
 from forestops.ui.inference import api_key, health
-
-
-def redact(url: str) -> str:
-    """The URL without its password, so a screenshot of this page leaks nothing."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@", 1)[-1] if "@" in url else url
 
 
 def _api(settings: Settings) -> None:
@@ -94,10 +85,11 @@ def render() -> None:
                 "UI_API_KEY / API_KEYS",
             ],
             t("value"): [
-                settings.inference_api_url,
-                redact(settings.database_url),
-                redact(settings.mlflow_tracking_uri),
-                settings.mlflow_url,
+                # no userinfo or query token in a screenshot of this page
+                redact_uri(settings.inference_api_url),
+                redact_uri(settings.database_url),
+                redact_uri(settings.mlflow_tracking_uri),
+                redact_uri(settings.mlflow_url),
                 settings.model_name,
                 str(settings.mlflow_enable_model_registry).lower(),
                 t("key_configured") if api_key(settings) else t("key_none"),
