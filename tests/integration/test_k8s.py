@@ -149,9 +149,7 @@ def container_of(workload: Mapping[str, Any]) -> dict[str, Any]:
 
 def test_every_overlay_renders_what_it_promises(rendered: dict[str, list[dict[str, Any]]]) -> None:
     base = rendered["base"]
-    assert {d["metadata"].get("namespace") for d in base if d["kind"] != "Namespace"} == {
-        "forestops"
-    }
+    assert {d["metadata"].get("namespace") for d in base} == {"forestops"}
     for name in ("app-db", "airflow-db", "mlflow-db", "redis", "minio"):
         find(base, "StatefulSet", name)
         find(base, "NetworkPolicy", name)
