@@ -13,8 +13,10 @@ as `forestops ingest [--harvest]` and the embedded scheduler of `forestops up`).
 - load_postgres: what PostgreSQL committed: the batch's lineage row and the store's totals.
 - log_summary: one line in the task log.
 
-Trigger with config `{"group_number": N}` to ingest another group once. No heavy import or I/O
-at parse time: forestops is imported inside the tasks.
+Trigger with config `{"group_number": N}` to ingest another group once. Retries: Airflow's
+`[core] default_task_retries` (AIRFLOW_TASK_RETRIES in compose); after the last one a failed task
+notifies NOTIFY_WEBHOOK_URL. No heavy import or I/O at parse time: the pipeline is imported
+inside the tasks (the failure callback's module imports only httpx and the settings).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+
+from forestops.pipeline.notify import notify_task_failure
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +41,10 @@ log = logging.getLogger(__name__)
     dagrun_timeout=timedelta(minutes=15),
     default_args={
         "owner": "forestops",
-        "retries": 3,
         "retry_delay": timedelta(seconds=20),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=3),
+        "on_failure_callback": notify_task_failure,
     },
     params={
         "group_number": Param(

@@ -20,23 +20,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 
+from forestops.pipeline.notify import notify_task_failure
+
 log = logging.getLogger(__name__)
-
-
-def _notify_failure(context: Any) -> None:
-    from forestops.config import get_settings
-    from forestops.pipeline.notify import notify
-
-    instance = context["task_instance"]
-    notify(
-        get_settings(),
-        f"Airflow task {instance.dag_id}.{instance.task_id} failed: {context.get('exception')}",
-    )
 
 
 @dag(
@@ -48,11 +38,10 @@ def _notify_failure(context: Any) -> None:
     dagrun_timeout=timedelta(minutes=30),
     default_args={
         "owner": "forestops",
-        "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
-        "on_failure_callback": _notify_failure,
+        "on_failure_callback": notify_task_failure,
     },
     tags=["forestops", "monitoring"],
     doc_md=__doc__,

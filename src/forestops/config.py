@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     mlflow_url: str = Field(
         "http://127.0.0.1:5000", description="MLflow UI link shown by the web UI"
     )
+    model_signing_key: SecretStr | None = Field(
+        None,
+        description="HMAC key (32+ characters) training signs model files with and every loader "
+        "checks before unpickling; the same in training, inference and monitor. Unset: generated "
+        "in <home>/model-signing.key with a local MLflow store, an error with a tracking server",
+    )
 
     # --- training ----------------------------------------------------------------------------
     train_candidates: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -142,6 +148,12 @@ class Settings(BaseSettings):
     inference_api_url: str = Field(
         "http://127.0.0.1:8000",
         description="Where the UI, `up` and the DAGs reach the inference API",
+    )
+    inference_reload_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated inference URLs that get POST /reload after a promotion; a "
+        "host name with several addresses (a scaled compose service) means every one; "
+        "unset: INFERENCE_API_URL",
     )
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), description="Comma-separated API keys; unset: the API is open"
@@ -241,7 +253,7 @@ class Settings(BaseSettings):
         description="On Ctrl-C a running job gets this long to finish before SIGTERM (SIGKILL 5 s later)",
     )
 
-    @field_validator("train_candidates", "api_keys", mode="before")
+    @field_validator("train_candidates", "api_keys", "inference_reload_urls", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -12,7 +12,7 @@ import pytest
 from airflow.cli.cli_parser import get_parser
 from airflow.configuration import conf
 
-from support.compose_file import (
+from forestops.fullstack.compose import (
     generated_env,
     interpolate,
     load_compose,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support.compose_file import load_compose
+from forestops.fullstack.compose import load_compose
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github/workflows/ci.yml"

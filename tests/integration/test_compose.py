@@ -19,7 +19,7 @@ import click
 import jsonschema
 import pytest
 
-from support.compose_file import (
+from forestops.fullstack.compose import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
     ROOT,

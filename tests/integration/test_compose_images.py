@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support.compose_file import ROOT, dockerfile_of, load_compose
+from forestops.fullstack.compose import ROOT, dockerfile_of, load_compose
 
 APP_LOCK = ROOT / "requirements.lock"
 AIRFLOW_LOCK = ROOT / "requirements-airflow.lock"

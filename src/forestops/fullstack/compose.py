@@ -1,7 +1,9 @@
 """Reading deploy/docker-compose.yml the way `docker compose` does, without a Docker engine.
 
-Used by the compose tests in both environments (the app's .venv and .venv-airflow): loading with
-YAML merge keys, Compose's variable interpolation, and the argv each of our images would run.
+Used by `make fullstack` (which runs the file's services as local processes) and by the compose
+tests in both environments (the app's .venv and .venv-airflow): loading with YAML merge keys,
+Compose's variable interpolation, and the argv each of our images would run. The paths are the
+source checkout's: the harness runs from an editable install of the repository.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
@@ -84,7 +86,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 def generated_env(tmp_dir: Path) -> dict[str, str]:
     """The .env a user gets from `deploy/init-env.sh` (random secrets)."""
     target = tmp_dir / ".env"
-    subprocess.run(["sh", str(INIT_ENV), str(target)], check=True, capture_output=True)
+    tls = tmp_dir / "tls"  # the self-signed pair it writes too: never into deploy/
+    subprocess.run(["sh", str(INIT_ENV), str(target), str(tls)], check=True, capture_output=True)
     return read_env_file(target)
 
 

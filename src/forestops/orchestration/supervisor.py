@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import IO, overload
 
 TERM_TIMEOUT_S = 5.0
@@ -50,17 +51,24 @@ def guarded(argv: Sequence[str]) -> list[str]:
 class Child:
     """One supervised child process (a job tick or a long-running service).
 
-    `env` is laid over this process's environment (the child sees the user's settings too).
+    `env` is laid over this process's environment (the child sees the user's settings too), or
+    is the whole environment with `inherit_env=False` (`make fullstack`: a container's view).
     Start children from long-lived threads only: Linux sends the parent-death signal when the
     *thread* that forked the child ends.
     """
 
     def __init__(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str], *, tail_lines: int = 30
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        tail_lines: int = 30,
+        inherit_env: bool = True,
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        self._env = dict(env)
+        self._env = {**os.environ, **env} if inherit_env else dict(env)
         self._log = logging.getLogger(f"forestops.{name}")
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._process: subprocess.Popen[str] | None = None
@@ -76,7 +84,7 @@ class Child:
     def start(self) -> Child:
         self._process = subprocess.Popen(
             guarded(self.argv),
-            env={**os.environ, **self._env},
+            env=self._env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -155,5 +163,25 @@ class Child:
         be an orphan of `forestops up`.
         """
         self.signal(signal.SIGKILL)
+        for pid in _session_members(self.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self._relay is not None:
             self._relay.join(TERM_TIMEOUT_S)
+
+
+def _session_members(session: int) -> list[int]:
+    """Processes still in the child's session that left its process group.
+
+    Airflow's task supervisor puts each task process in a process group of its own; `killpg`
+    misses it, but it stays in the session the child leads (Linux: field 6 of /proc/PID/stat).
+    """
+    members: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session:
+            members.append(int(stat.parent.name))
+    return members

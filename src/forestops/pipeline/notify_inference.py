@@ -1,4 +1,10 @@
-"""Ask the inference service to serve the current champion now: POST {INFERENCE_API_URL}/reload.
+"""Ask the inference service to serve the current champion now: POST /reload to every replica.
+
+Where: INFERENCE_RELOAD_URLS (default INFERENCE_API_URL). Behind a load balancer one POST would
+reach one replica, so a host name that resolves to several addresses (a compose service scaled
+with `--scale inference=N`: Docker's DNS answers one address per replica) is asked once per
+address. Each replica also polls the registry (MODEL_POLL_INTERVAL_S), so a replica missed here
+catches up by itself; the fan-out only makes the promotion visible everywhere now.
 
 Best effort where the service is merely absent: it polls the registry by itself
 (MODEL_POLL_INTERVAL_S) and loads the champion when it starts, so a service that is down,
@@ -10,7 +16,9 @@ an error: nobody would notice it otherwise.
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -41,9 +49,46 @@ class ReloadOutcome:
         return f"inference {state} model version {self.model_version}"
 
 
-def request_reload(settings: Settings, timeout_s: float = 120.0) -> ReloadOutcome:
+def reload_replicas(settings: Settings, timeout_s: float = 120.0) -> list[ReloadOutcome]:
+    """`request_reload` on every replica; a refusal by any of them is raised after all were asked."""
+    outcomes: list[ReloadOutcome] = []
+    refusals: list[str] = []
+    for base_url in replica_urls(settings):
+        try:
+            outcomes.append(request_reload(settings, timeout_s, base_url=base_url))
+        except ReloadRefused as refused:
+            refusals.append(str(refused))
+    if refusals:
+        raise ReloadRefused("; ".join(refusals))
+    return outcomes
+
+
+def replica_urls(settings: Settings) -> list[str]:
+    """One base URL per replica: each configured URL, or one per IPv4 address of its host name."""
+    urls: list[str] = []
+    for url in settings.inference_reload_urls or (settings.inference_api_url,):
+        parts = urlsplit(url)
+        addresses = _ipv4_addresses(parts.hostname or "", parts.port or 80)
+        if len(addresses) <= 1:
+            urls.append(url)
+            continue
+        urls += [urlunsplit(parts._replace(netloc=f"{ip}:{parts.port or 80}")) for ip in addresses]
+    return urls
+
+
+def _ipv4_addresses(host: str, port: int) -> list[str]:
+    try:
+        found = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return []  # unresolvable now: the POST below says so
+    return sorted({str(info[4][0]) for info in found})
+
+
+def request_reload(
+    settings: Settings, timeout_s: float = 120.0, *, base_url: str | None = None
+) -> ReloadOutcome:
     """POST /reload with ADMIN_API_KEY; the model load and smoke test happen inside the call."""
-    url = f"{settings.inference_api_url.rstrip('/')}/reload"
+    url = f"{(base_url or settings.inference_api_url).rstrip('/')}/reload"
     admin = settings.admin_api_key
     headers = {"X-API-Key": admin.get_secret_value()} if admin else {}
     try:

@@ -1,0 +1,152 @@
+"""The stateful services of the compose file, provided by this machine for one harness run.
+
+Each compose database becomes a fresh database on the loopback server of its kind (named after
+the run, dropped at the end); Redis gets a database number of its own; MinIO is replaced by
+moto's S3 server (a real S3-protocol HTTP server) in this process, with the buckets minio-init
+would create. A URL that names one of these services (`...://user:pw@app-db:5432/forestops`)
+is rewritten to the local one: the compose credentials are dropped, because the local servers
+trust loopback (PostgreSQL trust auth, MariaDB root without a password, Redis without AUTH).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pymysql
+
+from forestops.fullstack import local
+from forestops.webserver import free_port
+
+# scheme://[userinfo@]host:port[/path]
+URL = re.compile(
+    r"(?P<scheme>[a-z][\w+.-]*)://(?:(?P<userinfo>[^@/\s]*)@)?(?P<host>[\w.-]+):(?P<port>\d+)"
+    r"(?P<path>/[^\s,]*)?"
+)
+
+
+@dataclass
+class Backing:
+    """The local stand-ins of one run: `rewrite(url_match)` for each replaced service name."""
+
+    run_id: str
+    s3_endpoint_url: str = ""
+    buckets: list[str] = field(default_factory=list)
+    databases: dict[str, str] = field(default_factory=dict)  # compose service -> local URL base
+    _rewriters: dict[str, Callable[[re.Match[str]], str]] = field(default_factory=dict)
+
+    def replaces(self, host: str) -> bool:
+        return host in self._rewriters
+
+    def rewrite(self, match: re.Match[str]) -> str:
+        return self._rewriters[match["host"]](match)
+
+
+@contextmanager
+def provision(compose_env: dict[str, str], services: set[str]) -> Iterator[Backing]:
+    """Fresh databases, a Redis db number and an S3 server for the services in `services`."""
+    backing = Backing(run_id=uuid.uuid4().hex[:10])
+    backends = local.Backends()
+    with ExitStack() as stack:
+        for service in sorted(services & local.POSTGRES_SERVICES):
+            stack.enter_context(_postgres(backing, backends, service))
+        for service in sorted(services & local.MARIADB_SERVICES):
+            stack.enter_context(_mariadb(backing, backends, service))
+        for service in sorted(services & local.REDIS_SERVICES):
+            local_url = f"{backends.redis_url.rstrip('/')}/{random.randint(1, 15)}"
+            backing._rewriters[service] = _constant(local_url)
+        for service in sorted(services & local.S3_SERVICES):
+            stack.enter_context(_s3(backing, service, compose_env))
+        yield backing
+
+
+def _constant(url: str) -> Callable[[re.Match[str]], str]:
+    return lambda match: url
+
+
+def _database_name(backing: Backing, service: str) -> str:
+    return f"fullstack_{backing.run_id}_{service.replace('-', '_')}"
+
+
+@contextmanager
+def _postgres(backing: Backing, backends: local.Backends, service: str) -> Iterator[None]:
+    name = _database_name(backing, service)
+    admin = backends.postgres_admin
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    server = admin.rsplit("/", 1)[0].split("://", 1)[1]  # user@host:port
+
+    def rewrite(match: re.Match[str]) -> str:
+        return f"{match['scheme']}://{server}/{name}"
+
+    backing._rewriters[service] = rewrite
+    backing.databases[service] = f"postgresql+psycopg://{server}/{name}"
+    try:
+        yield
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def _mariadb(backing: Backing, backends: local.Backends, service: str) -> Iterator[None]:
+    name = _database_name(backing, service)
+    connect: dict[str, Any] = {
+        "host": backends.mariadb_host,
+        "port": backends.mariadb_port,
+        "user": "root",
+        "password": "",
+        "autocommit": True,
+        "connect_timeout": 5,
+    }
+    with pymysql.connect(**connect) as conn:
+        conn.cursor().execute(f"CREATE DATABASE `{name}`")
+    server = f"root@{backends.mariadb_host}:{backends.mariadb_port}"
+
+    def rewrite(match: re.Match[str]) -> str:
+        return f"{match['scheme']}://{server}/{name}"
+
+    backing._rewriters[service] = rewrite
+    backing.databases[service] = f"mysql+pymysql://{server}/{name}"
+    try:
+        yield
+    finally:
+        with pymysql.connect(**connect) as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@contextmanager
+def _s3(backing: Backing, service: str, compose_env: dict[str, str]) -> Iterator[None]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    backing.s3_endpoint_url = endpoint
+    backing._rewriters[service] = lambda m: f"{m['scheme']}://127.0.0.1:{port}{m['path'] or ''}"
+    # minio-init's buckets: the names come from the same variables and defaults
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=compose_env.get("S3_ACCESS_KEY", "fullstack"),
+        aws_secret_access_key=compose_env.get("S3_SECRET_KEY", "fullstack"),
+        region_name="us-east-1",
+    )
+    backing.buckets = [
+        compose_env.get("MLFLOW_BUCKET") or "mlflow",
+        compose_env.get("RAW_BUCKET") or "forestops-raw",
+    ]
+    for bucket in backing.buckets:
+        s3.create_bucket(Bucket=bucket)
+    try:
+        yield
+    finally:
+        server.stop()
