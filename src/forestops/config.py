@@ -276,7 +276,7 @@ class Settings(BaseSettings):
         if value:
             try:
                 make_url(value)
-            except ArgumentError:
+            except (ArgumentError, ValueError):  # ValueError: a port that is not a number
                 raise ValueError(
                     "not a SQLAlchemy URL (e.g. sqlite:///path/forestops.db, "
                     "postgresql+psycopg://user:password@host/db)"
