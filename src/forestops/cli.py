@@ -7,17 +7,22 @@ stays instant.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 
 from forestops import config
 from forestops.logs import configure_logging
 
+T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 data_app = typer.Typer(no_args_is_help=True, help="The data set.")
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
+model_app = typer.Typer(no_args_is_help=True, help="Registered model versions and the champion.")
+app.add_typer(model_app, name="model")
 
 
 @app.callback()
@@ -156,19 +161,33 @@ def ingest(
 @app.command()
 def train(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Train even without new data since the last training (audited, notified, and the "
+        "inference service reloaded if the gate promotes the new model).",
+    ),
+    reason: str | None = typer.Option(None, help="Why (recorded with --force)."),
+    by: str | None = typer.Option(None, help="Who (recorded with --force); default: user@host."),
 ) -> None:
-    """Train every candidate on all curated rows, track them in MLflow, gate the best into the registry."""
+    """Train every candidate on all curated rows, track them in MLflow, gate the best into the
+    registry; skipped when no curated rows arrived since the last training, unless --force."""
     from mlflow.exceptions import MlflowException
 
     from forestops.modeling.candidates import CandidateConfigError
-    from forestops.pipeline.train import train as train_models
+    from forestops.pipeline.model_ops import train_on_request
 
+    _quiet_mlflow(as_json)
     try:
-        result = train_models(get_settings())
+        result, action = train_on_request(
+            get_settings(), force=force, actor=by or _operator(), reason=reason
+        )
     except (CandidateConfigError, MlflowException) as error:
         typer.echo(f"training failed: {error}", err=True)
         raise typer.Exit(1) from None
-    _echo_result(result.to_dict(), result.summary(), as_json)
+    payload = result.to_dict() | ({"action": action.to_dict()} if action else {})
+    summary = result.summary() + (f"\n{action.reload}" if action and action.reload else "")
+    _echo_result(payload, summary, as_json)
 
 
 @app.command("run")
@@ -195,6 +214,7 @@ def run_once(
 
     if sample_fraction is not None and not 0 < sample_fraction <= 1:
         raise typer.BadParameter("must be in (0, 1]", param_hint="--sample-fraction")
+    _quiet_mlflow(as_json)
     try:
         result = run_pipeline(
             get_settings(),
@@ -211,10 +231,106 @@ def run_once(
     _echo_result(result.to_dict(), result.summary(), as_json)
 
 
+def _quiet_mlflow(as_json: bool) -> None:
+    """With a tracking server MLflow writes a "View run" link to stdout for every run it ends,
+    which would break the one JSON object --json promises there."""
+    if as_json:
+        import os
+
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+
+
 def _echo_result(payload: dict[str, object], summary: str, as_json: bool) -> None:
     import json
 
     typer.echo(json.dumps(payload, default=str) if as_json else summary)
+
+
+def _operator() -> str:
+    """Who acts, for the audit trail: the login name and the machine."""
+    import getpass
+    import socket
+
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+# --- model versions and the champion ------------------------------------------------------------
+
+
+@model_app.command("list")
+def model_list(
+    as_json: bool = typer.Option(False, "--json", help="Print the versions as a JSON array."),
+) -> None:
+    """Every version of MODEL_NAME, newest first: accuracy on its evaluation rows, which rows,
+    the gate's decision, aliases, when it was created, the last operator action on it."""
+    import json
+
+    from forestops.pipeline.model_ops import list_versions
+
+    versions = _model_op(list_versions, get_settings())
+    if as_json:
+        typer.echo(json.dumps([v.to_dict() for v in versions]))
+        return
+    if not versions:
+        typer.echo("no registered versions")
+        return
+    typer.echo(
+        f"{'version':>7}  {'accuracy':>8}  {'decision':<9} {'alias':<10} {'created':<20} evaluation data"
+    )
+    for v in versions:
+        accuracy = "" if v.accuracy is None else f"{v.accuracy:.4f}"
+        line = (
+            f"{v.version:>7}  {accuracy:>8}  {v.decision:<9} {','.join(v.aliases):<10} "
+            f"{v.created:%Y-%m-%d %H:%M:%S}  {v.evaluation}"
+        )
+        typer.echo(line + (f"  [{v.last_action}]" if v.last_action else ""))
+
+
+@model_app.command("promote")
+def model_promote(
+    version: str = typer.Argument(..., help="The registered version to serve."),
+    reason: str | None = typer.Option(None, help="Why (kept in the audit trail)."),
+    by: str | None = typer.Option(None, help="Who (kept in the audit trail); default: user@host."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+) -> None:
+    """Make VERSION the champion, bypassing the accuracy gate, once it passes a smoke load; the
+    champion it replaces is remembered for `rollback`. Exit 1 when refused."""
+    from forestops.pipeline.model_ops import promote_version
+
+    outcome = _model_op(
+        promote_version, get_settings(), version, actor=by or _operator(), reason=reason
+    )
+    _echo_result(outcome.to_dict(), outcome.summary(), as_json)
+    if not outcome.done:
+        raise typer.Exit(1)
+
+
+@model_app.command("rollback")
+def model_rollback(
+    reason: str | None = typer.Option(None, help="Why (kept in the audit trail)."),
+    by: str | None = typer.Option(None, help="Who (kept in the audit trail); default: user@host."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+) -> None:
+    """Serve the champion the current one replaced again (after a smoke load). Exit 1 when refused."""
+    from forestops.pipeline.model_ops import rollback
+
+    outcome = _model_op(rollback, get_settings(), actor=by or _operator(), reason=reason)
+    _echo_result(outcome.to_dict(), outcome.summary(), as_json)
+    if not outcome.done:
+        raise typer.Exit(1)
+
+
+def _model_op(operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a model operation; a refusal to start or a tracking-server error is one line and exit 1."""
+    from mlflow.exceptions import MlflowException
+
+    from forestops.pipeline.model_ops import ModelOpError
+
+    try:
+        return operation(*args, **kwargs)
+    except (ModelOpError, MlflowException) as error:
+        typer.echo(f"model: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 # --- inference service --------------------------------------------------------------------------

@@ -128,3 +128,18 @@ monitoring_reports = Table(
     Column("alert", Boolean, nullable=False),
     Column("reasons", JSON, nullable=False),  # list of sentences
 )
+
+model_audit = Table(
+    "model_audit",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("action", String(32), nullable=False),  # promote | rollback | train
+    Column("model_name", String(256), nullable=False),
+    Column("from_version", String(64), nullable=True),  # the champion before (None: there was none)
+    Column("to_version", String(64), nullable=True),  # the version acted on (train: the new one)
+    Column("outcome", String(32), nullable=False),  # done | refused | rejected | skipped
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("detail", Text, nullable=True),  # what happened, in a sentence (why it was refused)
+)
