@@ -15,7 +15,7 @@ from forestops import contract
 from forestops.store.database import get_engine
 from forestops.store.schema import prediction_log
 from forestops.webserver import free_port
-from support.champion import champion_store, read_rows
+from support.champion import SIGNING_KEY, champion_store, read_rows
 from support.forestops_up import FORESTOPS, wait_http_ok
 
 
@@ -31,6 +31,7 @@ def test_serve_on_a_fresh_home_answers_and_logs_the_prediction(
         "MODEL_NAME": store.settings.model_name,
         "MODEL_POLL_INTERVAL_S": "0",
         "INFERENCE_RUNTIME": "native",
+        "MODEL_SIGNING_KEY": SIGNING_KEY,  # the store's models were signed in another home
     }
     server = subprocess.Popen(
         [FORESTOPS, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,

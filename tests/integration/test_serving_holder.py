@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from forestops import contract
 from forestops.config import Settings
+from forestops.modeling.integrity import TAG_SIGNATURE, sign_files, signing_key
 from forestops.serving.app import create_app
 from forestops.serving.holder import ModelHolder
 from forestops.webserver import BackgroundServer, free_port
@@ -144,9 +145,14 @@ def test_unavailable_without_cache_or_champion_then_reload_loads(
 
 
 def _corrupt(settings: Settings, version: str) -> None:
+    """Break the version's pickle and sign the result with the key: files training vouches for
+    that still do not load (unsigned tampering is tests/reliability/test_model_integrity.py's)."""
     client = MlflowClient(settings.mlflow_tracking_uri)
     location = client.get_model_version_download_uri(settings.model_name, version)
-    (Path(location.removeprefix("file://")) / "python_model.pkl").write_bytes(b"not a pickle")
+    folder = Path(location.removeprefix("file://"))
+    (folder / "python_model.pkl").write_bytes(b"not a pickle")
+    _, signature = sign_files(signing_key(settings), folder)
+    client.set_model_version_tag(settings.model_name, version, TAG_SIGNATURE, signature)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """Train a tiny real model and make it the champion, the way the training pipeline does.
 
 The serving tests need a real registered champion (a pyfunc with the contract encoder inside,
-tagged like a candidate run, registered and aliased) but not a good one: 20 trees on a few
-thousand rows of the shared data train in about a second.
+tagged and signed like a candidate run, registered and aliased) but not a good one: 20 trees on
+a few thousand rows of the shared data train in about a second.
 """
 
 from __future__ import annotations
@@ -23,8 +23,13 @@ from sklearn.pipeline import Pipeline
 from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.features import ContractEncoder
+from forestops.modeling.integrity import sign_logged_model
 from forestops.modeling.package import log_forest_model
 from forestops.modeling.tracking import PRIMARY_METRIC, TAG_CANDIDATE, TAG_KIND, mlflow_uris
+
+# The test stores' key: their settings are copied into other homes, which must verify the same
+# signatures (a key generated per FORESTOPS_HOME would differ).
+SIGNING_KEY = "forestops-tests-model-signing-key-0123456789abcdef"
 
 
 def read_rows(dataset: Path, rows: int) -> pd.DataFrame:
@@ -63,7 +68,8 @@ def broken_pipeline() -> Pipeline:
 def log_candidate(
     settings: Settings, pipeline: Pipeline, accuracy: float, *, champion: bool = True
 ) -> tuple[str, str | None]:
-    """Log `pipeline` as a candidate run; register it and move the champion alias when asked.
+    """Log `pipeline` as a candidate run, signed as training signs; register it and move the
+    champion alias when asked.
 
     Returns (run_id, registered version or None).
     """
@@ -84,6 +90,7 @@ def log_candidate(
             mlflow.log_params({"estimator": type(pipeline[-1]).__name__})
             mlflow.log_metric(PRIMARY_METRIC, accuracy)
             info = log_forest_model(pipeline)
+        sign_logged_model(settings, client, info.model_id)
         if not (champion and settings.mlflow_enable_model_registry):
             return run.info.run_id, None
         version = mlflow.register_model(info.model_uri, settings.model_name)
@@ -134,6 +141,7 @@ def champion_store(root: Path, dataset: Path) -> ChampionStore:
         mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
         api_keys=(),
         admin_api_key=None,
+        model_signing_key=SIGNING_KEY,
         model_poll_interval_s=0,
         # The booster itself; tests/integration/test_serving_compiled.py covers the compiled runtime.
         inference_runtime="native",

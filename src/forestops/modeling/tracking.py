@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from forestops.config import Settings
@@ -97,6 +98,27 @@ def latest_training_job(
     return runs[0] if runs else None
 
 
+def registered_ref(
+    settings: Settings, client: MlflowClient, version: ModelVersion, alias: str | None = None
+) -> ServingModelRef:
+    """A registered version as a reference (tags: the run's, overridden by the version's)."""
+    assert version.run_id is not None
+    run = client.get_run(version.run_id)
+    number = str(version.version)
+    return ServingModelRef(
+        uri=f"models:/{settings.model_name}@{alias}"
+        if alias
+        else f"models:/{settings.model_name}/{number}",
+        run_id=version.run_id,
+        version=number,
+        alias=alias,
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        tags={**run.data.tags, **version.tags},
+        trained_at_ms=run.info.end_time or run.info.start_time,
+    )
+
+
 def resolve_serving_model(
     settings: Settings, client: MlflowClient | None = None
 ) -> ServingModelRef | None:
@@ -116,18 +138,7 @@ def resolve_serving_model(
             if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
                 return None
             raise
-        assert version.run_id is not None
-        run = client.get_run(version.run_id)
-        return ServingModelRef(
-            uri=f"models:/{settings.model_name}@{settings.champion_alias}",
-            run_id=version.run_id,
-            version=str(version.version),
-            alias=settings.champion_alias,
-            metrics=dict(run.data.metrics),
-            params=dict(run.data.params),
-            tags={**run.data.tags, **version.tags},
-            trained_at_ms=run.info.end_time or run.info.start_time,
-        )
+        return registered_ref(settings, client, version, settings.champion_alias)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment_name)
     if experiment is None:
         return None

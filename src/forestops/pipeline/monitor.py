@@ -19,7 +19,10 @@ inputs can move it).
 Live accuracy: the champion is loaded through `mlflow.pyfunc.load_model` (the artifact the
 service serves; the service's fast path is smoke-tested to agree with pyfunc before it serves),
 in this process: labelled batches can be thousands of rows, scoring them here costs the
-inference service nothing, and works while it is down or keyed.
+inference service nothing, and works while it is down or keyed. It is loaded first, and only
+once its files pass `modeling.integrity`'s check: a champion that fails it is not loaded, and
+the report is an alert (status "refused"), so the caller retrains and the gate, which refuses it
+too, replaces it.
 
 Samples below `MONITOR_MIN_ROWS` are not judged (noise, not drift). Any drift, prediction shift
 or accuracy drop gives an alert; the caller (CLI, scheduler, Airflow) retrains and notifies.
@@ -38,10 +41,10 @@ from sqlalchemy import Engine, select
 
 from forestops import contract
 from forestops.config import Settings
+from forestops.modeling.integrity import ModelIntegrityError, load_verified
 from forestops.modeling.tracking import (
     PRIMARY_METRIC,
     ServingModelRef,
-    mlflow_uris,
     resolve_serving_model,
 )
 from forestops.pipeline.notify import notify
@@ -58,7 +61,7 @@ _SMOOTHING = 0.5
 
 @dataclass(frozen=True)
 class MonitorReport:
-    status: str  # "checked" | "skipped"
+    status: str  # "checked" | "skipped" | "refused" (the champion failed its integrity check)
     message: str
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     window_start: datetime | None = None
@@ -96,6 +99,10 @@ def monitor(settings: Settings, now: datetime | None = None) -> MonitorReport:
     champion = resolve_serving_model(settings)
     if champion is None:
         return MonitorReport("skipped", "no champion yet", created_at=now)
+    try:
+        model = _load(settings, champion)
+    except ModelIntegrityError as error:
+        return _refused(settings, champion, error, now)
     tag = champion.tags.get(TAG_MAX_BATCH_ID, "")
     if not tag.isdigit():
         return MonitorReport(
@@ -111,7 +118,6 @@ def monitor(settings: Settings, now: datetime | None = None) -> MonitorReport:
         )
     ingested = _samples(engine, forest_cover_samples.c.batch_id > int(tag))
     served, served_classes = _served(engine, window_start)
-    model = _load(settings, champion)
     report = _judge(
         settings, champion, model, reference, {"served": served, "ingested": ingested},
         served_classes,
@@ -145,6 +151,24 @@ def monitor(settings: Settings, now: datetime | None = None) -> MonitorReport:
     if result.alert:
         notify(settings, result.summary())
     return result
+
+
+def _refused(
+    settings: Settings, champion: ServingModelRef, error: ModelIntegrityError, now: datetime
+) -> MonitorReport:
+    version = champion.version or champion.run_id
+    reason = f"the champion {version} was refused without being loaded: {error}"
+    log.error(reason)
+    report = MonitorReport(
+        "refused",
+        "nothing was measured",
+        created_at=now,
+        model_version=version,
+        alert=True,
+        reasons=[reason],
+    )
+    notify(settings, report.summary())
+    return report
 
 
 def _judge(
@@ -255,10 +279,9 @@ def _served(engine: Engine, since: datetime) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def _load(settings: Settings, champion: ServingModelRef) -> Any:
-    import mlflow
+    from mlflow.tracking import MlflowClient
 
-    with mlflow_uris(settings.mlflow_tracking_uri):
-        return mlflow.pyfunc.load_model(champion.uri)
+    return load_verified(settings, MlflowClient(settings.mlflow_tracking_uri), champion)
 
 
 def _predict(model: Any, frame: pd.DataFrame) -> np.ndarray:

@@ -7,6 +7,11 @@ in the data can never make an old score look better or worse than it is.
 Ordering makes a half-registered champion impossible: the version is created (tagged
 `pending`), confirmed READY, both models scored, the decision tagged, and only then is the
 alias moved. A job that dies anywhere before that leaves a `pending` version no alias points at.
+The champion is loaded only after its files pass `modeling.integrity`'s check (`load_version`).
+A champion that fails it is refused unloaded and counts as no champion at all: nothing
+trustworthy to beat, so the challenger (signed by this very job) is promoted, replacing a model
+nobody should serve, with the refusal as the recorded reason.
+
 Right before moving the alias the gate re-reads it; if another job promoted meanwhile, that
 new champion is scored too (the registry has no compare-and-set, so a race is narrowed to the
 instant between that read and the write).
@@ -28,7 +33,13 @@ from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 
 from forestops.config import Settings
-from forestops.modeling.tracking import TAG_CHALLENGER_SCORE, TAG_CHAMPION_SCORE, TAG_DECISION
+from forestops.modeling.integrity import ModelIntegrityError, load_verified
+from forestops.modeling.tracking import (
+    TAG_CHALLENGER_SCORE,
+    TAG_CHAMPION_SCORE,
+    TAG_DECISION,
+    registered_ref,
+)
 from forestops.pipeline.evaluate import accuracy, predict_probabilities
 
 log = logging.getLogger(__name__)
@@ -65,7 +76,7 @@ def register_and_gate(
 ) -> Promotion:
     """Register `model_uri` as a new version of MODEL_NAME and promote it if it wins."""
     version = _register(settings, client, model_uri, {**tags, TAG_DECISION: PENDING})
-    scored: dict[str, float | None] = {}
+    scored: dict[str, float | str] = {}
     for _ in range(_ALIAS_RACE_ATTEMPTS):
         champion = _alias_target(settings, client)
         if champion is not None and champion not in scored:
@@ -128,31 +139,40 @@ def _alias_target(settings: Settings, client: MlflowClient) -> str | None:
 
 def load_version(settings: Settings, version: str) -> PyFuncModel:
     """Load a registered version: the one load path of the pipeline (the gate's scoring here,
-    `model_ops`' smoke load before an operator's promotion), so a check added to loading covers both."""
-    return mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+    `model_ops`' smoke load before an operator's promotion), so a check added to loading covers both.
+
+    Its files are downloaded and must pass the integrity check before they are deserialised;
+    ModelIntegrityError otherwise.
+    """
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    model_version = client.get_model_version(settings.model_name, version)
+    return load_verified(settings, client, registered_ref(settings, client, model_version))
 
 
 def _score_version(
     settings: Settings, version: str, features: pd.DataFrame, labels: np.ndarray
-) -> float | None:
-    """Accuracy of a registered version on these rows; None when it cannot be loaded or run."""
+) -> float | str:
+    """Accuracy of a registered version on these rows, or why it has none."""
     try:
         model = load_version(settings, version)
         probabilities, _ = predict_probabilities(model.predict, features)
-    except Exception:
+    except ModelIntegrityError as error:
+        log.error("the current champion %s v%s is refused: %s", settings.model_name, version, error)
+        return f"was refused without being loaded: {error}"
+    except Exception as error:
         log.exception("could not score the current champion %s v%s", settings.model_name, version)
-        return None
+        return f"could not be loaded or scored ({type(error).__name__}: {str(error)[:300]})"
     return accuracy(labels, probabilities)
 
 
 def _decide(
-    version: str, challenger: float, champion: str | None, scored: dict[str, float | None]
+    version: str, challenger: float, champion: str | None, scored: dict[str, float | str]
 ) -> Promotion:
     if champion is None:
         return Promotion(version, PROMOTED, challenger, None, None, "first champion")
     score = scored[champion]
-    if score is None:
-        reason = f"current champion v{champion} could not be loaded or scored"
+    if isinstance(score, str):
+        reason = f"current champion v{champion} {score}"
         return Promotion(version, PROMOTED, challenger, champion, None, reason)
     if challenger > score:
         reason = f"accuracy {challenger:.4f} > champion v{champion} {score:.4f}"

@@ -2,7 +2,8 @@
 
 One MLflow parent run per job (tagged with the data lineage, so "has new data arrived since the
 last training" is one tag lookup: `forestops.max_batch_id`), one child run per candidate (params,
-metrics, confusion matrix, classification report, the model via `log_forest_model`). The split is
+metrics, confusion matrix, classification report, the model via `log_forest_model`, signed
+by `modeling.integrity` as logged: a run tag, the version tag, a row of `model_signatures`). The split is
 stratified and seeded over rows ordered by content hash, so the same data always gives the same
 evaluation rows. The CLI, the embedded scheduler and Airflow all call `train(settings)`.
 """
@@ -29,6 +30,7 @@ from sqlalchemy.engine import make_url
 from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.candidates import Candidate, build_candidates, stratified_split
+from forestops.modeling.integrity import TAG_SIGNATURE, sign_logged_model, signing_key
 from forestops.modeling.package import ForestCoverModel, log_forest_model
 from forestops.modeling.tracking import (
     MODEL_ARTIFACT,
@@ -47,7 +49,9 @@ from forestops.pipeline.evaluate import (
 from forestops.pipeline.notify import notify
 from forestops.pipeline.promote import register_and_gate
 from forestops.pipeline.status import write_latest_model
+from forestops.store.database import get_engine, upgrade
 from forestops.store.reads import TrainingData, TrainingLineage, training_frame
+from forestops.store.signatures import record_signature, record_version
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,7 @@ def train(settings: Settings) -> TrainResult:
 
 def _train(settings: Settings) -> TrainResult:
     candidates = build_candidates(settings)  # a configuration error beats "too little data"
+    signing_key(settings)  # and so does a missing key, before minutes of fitting
     data = training_frame(settings)
     lineage = data.lineage
     reason = _too_little_data(settings, data)
@@ -119,6 +124,7 @@ def _train(settings: Settings) -> TrainResult:
             data_hash=lineage.data_hash,
             max_batch_id=lineage.max_batch_id,
         )
+    upgrade(settings.database_url)  # model_signatures, whoever migrated the store before
     split = _Split.of(settings, data)
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     experiment_id = _experiment_id(settings, client)
@@ -130,21 +136,21 @@ def _train(settings: Settings) -> TrainResult:
     ) as parent:
         _log_job(settings, split, candidates)
         scores: list[CandidateScore] = []
-        model_uris: dict[str, str] = {}
+        logged: dict[str, _Logged] = {}
         failed: dict[str, str] = {}
         for candidate in candidates:
             try:
-                score, model_uri = _run_candidate(settings, experiment_id, candidate, split)
+                score, model = _run_candidate(settings, client, experiment_id, candidate, split)
             except Exception as error:
                 log.exception("candidate %s failed", candidate.name)
                 failed[candidate.name] = f"{type(error).__name__}: {error}"
                 continue
             scores.append(score)
-            model_uris[score.name] = model_uri
+            logged[score.name] = model
         if not scores:
             raise RuntimeError(f"every candidate failed: {failed}")
         best = max(scores, key=lambda s: (s.accuracy, s.macro_f1))
-        outcome = _publish(settings, client, split, best, model_uris[best.name])
+        outcome = _publish(settings, client, split, best, logged[best.name])
         mlflow.set_tags(
             {
                 TAG_BEST: best.name,
@@ -296,9 +302,19 @@ def _log_job(settings: Settings, split: _Split, candidates: list[Candidate]) -> 
     split.log_inputs()
 
 
+@dataclass(frozen=True)
+class _Logged:
+    uri: str
+    signature: str  # modeling.integrity's tag value
+
+
 def _run_candidate(
-    settings: Settings, experiment_id: str, candidate: Candidate, split: _Split
-) -> tuple[CandidateScore, str]:
+    settings: Settings,
+    client: MlflowClient,
+    experiment_id: str,
+    candidate: Candidate,
+    split: _Split,
+) -> tuple[CandidateScore, _Logged]:
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=candidate.name,
@@ -326,6 +342,14 @@ def _run_candidate(
         mlflow.log_dict(evaluation.report, "classification_report.json")
         mlflow.log_text(report_text(evaluation), "classification_report.txt")
         info = log_forest_model(fitted.pipeline, name=MODEL_ARTIFACT)
+        digest, signature = sign_logged_model(settings, client, info.model_id)
+        record_signature(
+            get_engine(settings.database_url),
+            model_name=settings.model_name,
+            run_id=run.info.run_id,
+            manifest_digest=digest,
+            signature=signature,
+        )
         mlflow.log_metrics(
             {
                 **evaluation.metrics,
@@ -350,7 +374,7 @@ def _run_candidate(
         score.fit_seconds,
         f"{fitted.params['fit_rows']:,}",
     )
-    return score, info.model_uri
+    return score, _Logged(info.model_uri, signature)
 
 
 @dataclass(frozen=True)
@@ -364,7 +388,7 @@ class _Outcome:
 
 
 def _publish(
-    settings: Settings, client: MlflowClient, split: _Split, best: CandidateScore, model_uri: str
+    settings: Settings, client: MlflowClient, split: _Split, best: CandidateScore, model: _Logged
 ) -> _Outcome:
     """Registry on: register + gate. Registry off: the best run is served (DESIGN.md, Models)."""
     headline = f"best {best.name} accuracy {best.accuracy:.4f}"
@@ -387,7 +411,7 @@ def _publish(
     promotion = register_and_gate(
         settings,
         client,
-        model_uri=model_uri,
+        model_uri=model.uri,
         challenger_accuracy=best.accuracy,
         eval_features=split.eval_features,
         eval_labels=split.eval_labels,
@@ -395,7 +419,14 @@ def _publish(
             TAG_CANDIDATE: best.name,
             TAG_DATA_HASH: split.lineage.data_hash,
             TAG_MAX_BATCH_ID: str(split.lineage.max_batch_id),
+            TAG_SIGNATURE: model.signature,
         },
+    )
+    record_version(
+        get_engine(settings.database_url),
+        model_name=settings.model_name,
+        run_id=best.run_id,
+        version=promotion.version,
     )
     champion = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)
     return _Outcome(

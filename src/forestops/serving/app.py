@@ -260,6 +260,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             classes=classes,
             runtime=served.runtime,
             runtime_note=served.runtime_note,
+            refused=model_holder.refusal,
         )
 
     @app.post(

@@ -7,6 +7,9 @@ is loaded, and the last good one is remembered, so a restart with the tracking s
 from disk (status degraded). A candidate must load as a forestops pyfunc and pass a smoke
 prediction (finite probabilities that sum to one, fast path equal to the pyfunc path) before it
 is swapped in; a refused candidate is remembered so polling does not download it again and again.
+Nothing is unpickled before its files pass `modeling.integrity`'s check (the training job's HMAC
+over every file, recomputed from the local copy, the disk cache included): a version that fails
+is refused without being deserialised, and `refusal` says why (/metadata, the log).
 The tracking server is only ever contacted from `refresh` (start-up, the poll thread, /reload),
 never from the request path. Once a LightGBM model serves, a background thread compiles it to
 native code in a child process and, once the library gives the booster's answers, swaps the faster
@@ -32,6 +35,13 @@ import pandas as pd
 from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.features import frame_to_arrays
+from forestops.modeling.integrity import (
+    TAG_SIGNATURE,
+    ModelIntegrityError,
+    model_files_uri,
+    signing_key,
+    verify_files,
+)
 from forestops.modeling.package import PROBABILITY_COLUMNS, ForestCoverModel, input_example
 from forestops.modeling.tracking import MODEL_ARTIFACT, ServingModelRef, resolve_serving_model
 from forestops.serving.compiled_forest import (
@@ -79,7 +89,8 @@ class RefreshResult:
 
 
 class ModelRefused(Exception):
-    """The candidate cannot be served (does not load, is not a forestops model, fails the smoke test)."""
+    """The candidate cannot be served (fails its integrity check, does not load, is not a
+    forestops model, fails the smoke test)."""
 
 
 class ModelHolder:
@@ -88,6 +99,8 @@ class ModelHolder:
         self.cache_dir = settings.models_dir / "cache"
         self.current: ServedModel | None = None
         self.problem: str | None = "no model loaded yet"
+        self.refusal: str | None = None  # why the registry's choice is not served (None: it is)
+        self._key = signing_key(settings)  # no key, no service: nothing could be verified
         self.refreshes: Counter[tuple[Trigger, Outcome]] = Counter()
         self._refused: dict[tuple[str, str | None], str] = {}
         self._lock = threading.Lock()
@@ -157,10 +170,11 @@ class ModelHolder:
         served = self.current
         if served is not None and (served.ref.run_id, served.ref.version) == _key(ref):
             self.current = replace(served, ref=ref)  # same files; fresher alias, tags, metrics
-            self.problem = None
+            self.problem = self.refusal = None
             return RefreshResult("unchanged", f"already serving {_describe(ref)}", ref.version)
         if trigger == "poll" and _key(ref) in self._refused:
-            return self._fail(self._refused[_key(ref)], "refused")
+            self.refusal = self._refused[_key(ref)]
+            return self._fail(self.refusal, "refused")
         try:
             path = self._download(ref)
         except Exception as error:
@@ -169,9 +183,8 @@ class ModelHolder:
             candidate = self._open(path, ref)
         except ModelRefused as error:
             shutil.rmtree(path, ignore_errors=True)
-            reason = f"refused {_describe(ref)}: {error}"
-            self._refused[_key(ref)] = reason
-            return self._fail(reason, "refused")
+            self.refusal = self._refused[_key(ref)] = f"refused {_describe(ref)}: {error}"
+            return self._fail(self.refusal, "refused")
         self._swap(candidate)
         self._accelerate_later(candidate)
         return RefreshResult("swapped", f"now serving {_describe(ref)}", ref.version)
@@ -186,7 +199,7 @@ class ModelHolder:
 
     def _swap(self, candidate: ServedModel) -> None:
         self.current = candidate
-        self.problem = None
+        self.problem = self.refusal = None
         _write_json(self.cache_dir / "current.json", {"run_id": candidate.ref.run_id})
         self._prune(keep={candidate.path.name})
 
@@ -194,6 +207,7 @@ class ModelHolder:
     def _download(self, ref: ServingModelRef) -> Path:
         """The model's files in the cache (downloaded once per run; a half download never counts)."""
         import mlflow
+        from mlflow.tracking import MlflowClient
 
         target = self.cache_dir / ref.run_id
         if (target / "metadata.json").is_file():
@@ -202,8 +216,9 @@ class ModelHolder:
         staging = self.cache_dir / f".staging-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         try:
+            client = MlflowClient(self.settings.mlflow_tracking_uri)
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=self._artifact_location(ref),
+                artifact_uri=model_files_uri(self.settings, client, ref),
                 dst_path=str(staging),
                 tracking_uri=self.settings.mlflow_tracking_uri,
             )
@@ -214,24 +229,6 @@ class ModelHolder:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
-
-    def _artifact_location(self, ref: ServingModelRef) -> str:
-        """Where the model's files are, asked of this client (MLflow's `models:/` resolver would
-        use the process-global registry URI)."""
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(self.settings.mlflow_tracking_uri)
-        if ref.version is not None:
-            return str(client.get_model_version_download_uri(self.settings.model_name, ref.version))
-        experiment_id = client.get_run(ref.run_id).info.experiment_id
-        models = client.search_logged_models(
-            experiment_ids=[experiment_id],
-            filter_string=f"source_run_id = '{ref.run_id}' AND name = '{MODEL_ARTIFACT}'",
-            max_results=1,
-        )
-        if not models:
-            raise FileNotFoundError(f"run {ref.run_id} has no logged model {MODEL_ARTIFACT!r}")
-        return str(models[0].artifact_location)
 
     def _metadata(self, ref: ServingModelRef) -> dict[str, object]:
         return {"model_name": self.settings.model_name, "ref": ref.describe()}
@@ -251,6 +248,8 @@ class ModelHolder:
             self.current = self._open(path, ref)
         except ModelRefused as error:
             log.warning("cached model %s unusable: %s", path, error)
+            self.refusal = f"refused the cached {_describe(ref)}: {error}"
+            shutil.rmtree(path, ignore_errors=True)  # the first refresh downloads it afresh
             return
         self.problem = f"serving cached {_describe(ref)}; tracking server not confirmed yet"
         self._accelerate_later(self.current)
@@ -264,6 +263,12 @@ class ModelHolder:
     def _open(self, path: Path, ref: ServingModelRef) -> ServedModel:
         import mlflow
 
+        try:
+            verify_files(self._key, path / MODEL_ARTIFACT, ref.tags.get(TAG_SIGNATURE))
+        except ModelIntegrityError as error:
+            raise ModelRefused(
+                f"failed its integrity check, so it was not loaded: {error}"
+            ) from error
         try:
             pyfunc = mlflow.pyfunc.load_model(str(path / MODEL_ARTIFACT))
             model = pyfunc.unwrap_python_model()

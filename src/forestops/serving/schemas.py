@@ -160,6 +160,10 @@ class MetadataResponse(BaseModel):
     runtime_note: str | None = Field(
         description="Why a LightGBM model is not served compiled (null otherwise)"
     )
+    refused: str | None = Field(
+        description="Why the registry's current choice is not the model served (it failed its "
+        "integrity check or smoke test; null otherwise)"
+    )
 
 
 class ReloadResponse(BaseModel):
