@@ -14,6 +14,9 @@ AIRFLOW_OWN_PINS := fastapi
 
 # The real-browser UI test drives Debian's chromium (never a downloaded browser).
 CHROMIUM := /usr/bin/chromium
+# The alert rule tests run Debian's promtool (package prometheus) and Alertmanager with its amtool.
+PROMTOOL := /usr/bin/promtool
+ALERTMANAGER := /usr/bin/prometheus-alertmanager
 
 .PHONY: up test install lint typecheck pytest audit lock clean airflow-install airflow-test lock-airflow
 
@@ -49,6 +52,17 @@ typecheck: install
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "install Chromium at $(CHROMIUM) for the UI browser test" >&2; exit 1; }
 	apt-get update -qq && apt-get install -y -qq chromium
+
+$(PROMTOOL):
+	@command -v apt-get >/dev/null || { echo "install Prometheus' promtool at $(PROMTOOL) for the alert rule tests" >&2; exit 1; }
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus
+
+$(ALERTMANAGER):
+	@command -v apt-get >/dev/null || { echo "install Alertmanager at $(ALERTMANAGER) for the alert routing test" >&2; exit 1; }
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-alertmanager
+
+# tests/integration/test_alert_rules.py: promtool test rules, amtool check-config, a real Alertmanager
+pytest: $(PROMTOOL) $(ALERTMANAGER)
 
 pytest: install $(CHROMIUM)
 	$(BIN)/pytest

@@ -173,11 +173,10 @@ class SourceClient:
                     if response.status_code >= 500 or response.status_code == 429:
                         raise _Transient(response)
         except (httpx.TransportError, _Transient) as error:
-            state = retrying.statistics
+            attempts = retrying.statistics["attempt_number"]
             raise SourceError(
-                f"data API {self.base_url}{path} failed after {state['attempt_number']} attempts: "
-                f"{_reason(error)} (retried for {state['delay_since_first_attempt']:.1f} s of "
-                f"a {self._retry_budget:g} s budget)",
+                f"data API {self.base_url}{path} failed after {attempts} attempts: "
+                f"{_reason(error)}",
                 getattr(error, "status", None),
             ) from error
         return response
@@ -185,10 +184,11 @@ class SourceClient:
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         log.warning(
-            "data API %s: %s (attempt %d, next in %.1f s; retrying for up to %g s)",
+            "data API %s: %s (attempt %d of %d, next in %.1f s), retrying for up to %g s",
             self.base_url,
             _reason(error),
             state.attempt_number,
+            self._retries,
             state.upcoming_sleep,
             self._retry_budget,
         )
