@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from pydantic import SecretStr
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.tracking import TAG_DECISION, mlflow_uris, resolve_serving_model
+from forestops.modeling.integrity import load_verified
+from forestops.modeling.tracking import TAG_DECISION, resolve_serving_model
 from forestops.pipeline.train import train
+from support.champion import SIGNING_KEY
 from support.mlflow_server import MlflowServer, mlflow_server
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 
@@ -33,6 +35,7 @@ def test_train_registers_gates_and_loads_through_a_tracking_server(
     settings = tiny(
         settings,
         mlflow_tracking_uri=server.url,
+        model_signing_key=SecretStr(SIGNING_KEY),  # with a tracking server the key must be set
         train_candidates=("logistic_regression", "lightgbm"),
     )
     seed_samples(settings, course_rows(dataset_path, 2000))
@@ -54,8 +57,7 @@ def test_train_registers_gates_and_loads_through_a_tracking_server(
         "1",
         next(c.run_id for c in first.candidates if c.name == first.best),
     )
-    with mlflow_uris(server.url):
-        model = mlflow.pyfunc.load_model(serving.uri)
+    model = load_verified(settings, client, serving)  # signed files, checked after the S3 trip
     features, labels = eval_split(settings)
     predicted = model.predict(features)[contract.LABEL].to_numpy()
     best = next(c for c in first.candidates if c.name == first.best)

@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
+from pydantic import SecretStr
 
 from forestops.config import Settings
 from forestops.pipeline import train as train_module
 from forestops.pipeline.train import train
+from support.champion import SIGNING_KEY
 from support.mlflow_server import MlflowServer, _s3, mlflow_server
 from support.training_data import course_rows, seed_samples, tiny
 
@@ -82,7 +84,9 @@ def test_artifact_store_then_tracking_server_failing_mid_training_keep_the_champ
     monkeypatch: pytest.MonkeyPatch,
     fail_fast: None,
 ) -> None:
-    settings = tiny(settings, mlflow_tracking_uri=server.url, **WEAK)
+    settings = tiny(
+        settings, mlflow_tracking_uri=server.url, model_signing_key=SecretStr(SIGNING_KEY), **WEAK
+    )
     seed_samples(settings, course_rows(dataset_path, 1500))
     assert train(settings).decision == "promoted"
     client = MlflowClient(server.url)
