@@ -31,7 +31,7 @@ from forestops.pipeline.monitor import monitor
 from forestops.pipeline.train import TAG_MAX_BATCH_ID
 from forestops.serving.app import create_app
 from forestops.store.database import get_engine, upgrade
-from forestops.store.monitoring import recent_reports
+from forestops.store.monitoring import latest_batch, recent_reports
 from forestops.store.schema import prediction_log
 from forestops.webserver import BackgroundServer, free_port
 from support.champion import log_candidate, tiny_pipeline
@@ -135,6 +135,10 @@ def test_shifted_elevation_is_flagged_alone_stored_gauged_and_notified(
     assert _metric(metrics, re.escape(elevation)) > settings.monitor_psi_threshold
     inserted = 'forestops_ingestion_last_batch_rows{kind="inserted"}'
     assert _metric(metrics, re.escape(inserted)) == TRAIN_ROWS
+    batch = latest_batch(get_engine(settings.database_url))
+    assert batch is not None
+    fetched = batch["fetched_at"].replace(tzinfo=batch["fetched_at"].tzinfo or UTC).timestamp()
+    assert _metric(metrics, "forestops_ingestion_last_batch_timestamp_seconds") == fetched
 
 
 def test_every_metric_the_dashboard_queries_is_exported(settings: Settings) -> None:

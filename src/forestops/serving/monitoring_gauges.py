@@ -84,10 +84,15 @@ class MonitoringCollector(Collector):
                 accuracy.add_metric([], float(report["live_accuracy"]))
             alert.add_metric([], 1.0 if report["alert"] else 0.0)
             created.add_metric([], _utc(report["created_at"]).timestamp())
+        fetched = GaugeMetricFamily(
+            "forestops_ingestion_last_batch_timestamp_seconds",
+            "When the newest ingestion batch was fetched (any outcome): the stale-data alert",
+        )
         if batch is not None:
             for kind in _BATCH_KINDS:
                 rows.add_metric([kind], float(batch[kind] or 0))
-        yield from (drift, shift, accuracy, alert, created, rows)
+            fetched.add_metric([], _utc(batch["fetched_at"]).timestamp())
+        yield from (drift, shift, accuracy, alert, created, rows, fetched)
 
 
 def _utc(moment: datetime) -> datetime:
