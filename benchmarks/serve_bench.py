@@ -51,6 +51,7 @@ def fit_champion(settings: Settings, dataset: Path, rows: int) -> dict[str, Any]
     from mlflow.tracking import MlflowClient
 
     from forestops.modeling.candidates import lightgbm
+    from forestops.modeling.integrity import sign_logged_model
     from forestops.modeling.package import log_forest_model
     from forestops.modeling.tracking import PRIMARY_METRIC, TAG_CANDIDATE, TAG_KIND
 
@@ -72,6 +73,7 @@ def fit_champion(settings: Settings, dataset: Path, rows: int) -> dict[str, Any]
         mlflow.log_params(fitted.params)
         mlflow.log_metric(PRIMARY_METRIC, accuracy)
         info = log_forest_model(fitted.pipeline)
+    sign_logged_model(settings, client, info.model_id)  # serving loads only what training signed
     version = mlflow.register_model(info.model_uri, settings.model_name)
     client.set_registered_model_alias(settings.model_name, settings.champion_alias, version.version)
     booster = fitted.pipeline.named_steps["model"].booster_
