@@ -88,3 +88,31 @@ def test_each_harvested_batch_shows_the_last_figures_of_its_last_harvest(tmp_pat
         [1, 1, 2],
     ]
     assert shown["estimated_coverage"].tolist() == [0.3, 0.21]
+
+
+def test_home_counts_source_batches_not_ingestion_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A harvest stores one ingestion record per call: ten calls of group 1's batch 1, three of
+    its batch 2 and a replay of batch 1 are two source batches, not fourteen."""
+    clean_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'forestops.db'}"
+    upgrade(url)
+    with get_engine(url).begin() as connection:
+        for batch, calls in ((1, 10), (2, 3), (1, 1)):
+            for call in range(1, calls + 1):
+                header = BatchHeader("tests", 1, batch, datetime.now(UTC), None, None)
+                write_batch(
+                    connection, header, pd.DataFrame(), [], HarvestFigures(call, 0, None, None)
+                )
+    monkeypatch.setenv("FORESTOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", url)
+
+    app = open_page("home")
+
+    [batches] = [metric for metric in app.metric if metric.label == "Batches"]
+    assert batches.value == "2"
+    assert batches.help == "Distinct batches of the data source, collected in 14 fetches"
+    status = open_page("status")
+    assert any("0 rows in 2 batches" in s.value for s in status.success), status.success

@@ -33,9 +33,10 @@ SUMMARY_TTL_S = 30
 @dataclass(frozen=True)
 class Overview:
     rows: int
-    batches: int
+    batches: int  # ingestion records: one per fetch (a harvest makes dozens per source batch)
     quarantined: int
     last_fetched_at: datetime | None
+    source_batches: int  # distinct batches of the source (source, group, batch number)
 
 
 def _engine(url: str) -> Engine:
@@ -61,7 +62,15 @@ def overview(url: str) -> Overview:
             )
         ).one()
         rows = conn.execute(select(func.count()).select_from(forest_cover_samples)).scalar_one()
-    return Overview(int(rows), int(batches), int(quarantined), last)
+        table = ingestion_batches.c
+        numbered = (
+            select(table.source, table.group_number, table.batch_number)
+            .where(table.batch_number.is_not(None))
+            .distinct()
+            .subquery()
+        )
+        source_batches = conn.execute(select(func.count()).select_from(numbered)).scalar_one()
+    return Overview(int(rows), int(batches), int(quarantined), last, int(source_batches))
 
 
 @st.cache_data(ttl=SUMMARY_TTL_S, show_spinner=False)

@@ -153,6 +153,10 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     },
     "rows_ingested": {"en": "Rows ingested", "es": "Filas ingeridas"},
     "batches": {"en": "Batches", "es": "Lotes"},
+    "batches_help": {
+        "en": "Distinct batches of the data source, collected in {records} fetches",
+        "es": "Lotes distintos de la fuente de datos, recogidos en {records} consultas",
+    },
     "last_ingestion": {"en": "Last ingestion (UTC)", "es": "Última ingesta (UTC)"},
     "api_status": {"en": "Inference API", "es": "API de inferencia"},
     "champion_version": {"en": "Champion version", "es": "Versión campeona"},

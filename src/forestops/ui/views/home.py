@@ -18,7 +18,11 @@ def _data_figures(database_url: str) -> None:
         overview = data.overview(database_url)
         rows, batches, last = st.columns(3)
         rows.metric(t("rows_ingested"), f"{overview.rows:,}")
-        batches.metric(t("batches"), f"{overview.batches:,}")
+        batches.metric(
+            t("batches"),
+            f"{overview.source_batches:,}",
+            help=t("batches_help", records=f"{overview.batches:,}"),
+        )
         when = overview.last_fetched_at
         last.metric(t("last_ingestion"), when.strftime("%Y-%m-%d %H:%M") if when else "—")
         if overview.rows == 0:

@@ -46,7 +46,7 @@ def _check(name: str, probe: Callable[[], dict[str, object]], not_ready: type[Ex
 
 def _database_figures(settings: Settings) -> dict[str, object]:
     overview = data.connectivity(settings.database_url)
-    return {"rows": f"{overview.rows:,}", "batches": overview.batches}
+    return {"rows": f"{overview.rows:,}", "batches": overview.source_batches}
 
 
 def _mlflow_figures(settings: Settings) -> dict[str, object]:
