@@ -17,8 +17,10 @@ CHROMIUM := /usr/bin/chromium
 # The alert rule tests run Debian's promtool (package prometheus) and Alertmanager with its amtool.
 PROMTOOL := /usr/bin/promtool
 ALERTMANAGER := /usr/bin/prometheus-alertmanager
+# `make fullstack` runs the compose file's load balancer (nginx) from Debian's package.
+NGINX := /usr/sbin/nginx
 
-.PHONY: up test install lint typecheck pytest audit lock clean airflow-install airflow-test lock-airflow
+.PHONY: up test install lint typecheck pytest audit lock clean airflow-install airflow-test lock-airflow fullstack
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +66,22 @@ $(ALERTMANAGER):
 # tests/integration/test_alert_rules.py: promtool test rules, amtool check-config, a real Alertmanager
 pytest: $(PROMTOOL) $(ALERTMANAGER)
 
-pytest: install $(CHROMIUM)
+$(NGINX):
+	@command -v apt-get >/dev/null || { echo "install nginx at $(NGINX) for make fullstack" >&2; exit 1; }
+	apt-get update -qq && apt-get install -y -qq nginx
+
+# The services of deploy/docker-compose.yml as local processes (no Docker): prints one JSON line
+# of endpoints, runs until Ctrl-C. Needs PostgreSQL, MariaDB and Redis on loopback (as make test).
+# FULLSTACK_ARGS: e.g. --env-file my.env (lines laid over the generated .env) --run-dir DIR
+# stdout carries only the JSON line (set-up output goes to stderr); the harness is tied to make
+# (the guard), so a SIGTERM to make stops the stack as Ctrl-C does.
+fullstack:
+	@$(MAKE) --no-print-directory install airflow-install $(NGINX) >&2
+	@exec $(BIN)/python -m forestops.orchestration.guard $$PPID \
+	  $(BIN)/python -m forestops.fullstack $(FULLSTACK_ARGS)
+
+# tests/e2e/test_fullstack.py starts the same harness: it needs the Airflow environment and nginx
+pytest: install airflow-install $(CHROMIUM) $(NGINX)
 	$(BIN)/pytest
 
 # the DAG tests: Airflow's own pytest; they start the data API and the inference service from .venv

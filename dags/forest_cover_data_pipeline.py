@@ -27,7 +27,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from forestops.pipeline.notify import notify_task_failure
+from forestops.orchestration.airflow_callbacks import notify_task_failure
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 
-from forestops.pipeline.notify import notify_task_failure
+from forestops.orchestration.airflow_callbacks import notify_task_failure
 
 log = logging.getLogger(__name__)
 

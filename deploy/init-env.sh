@@ -25,7 +25,6 @@ fi
 while IFS= read -r line || [ -n "$line" ]; do
   case "$line" in
     AIRFLOW_FERNET_KEY=) echo "AIRFLOW_FERNET_KEY=$(openssl rand -base64 32 | tr '+/' '-_')" ;;
-    NOTIFY_WEBHOOK_URL=) echo "$line" ;;
     [A-Z]*=) echo "${line}$(openssl rand -hex 24)" ;;
     *) echo "$line" ;;
   esac

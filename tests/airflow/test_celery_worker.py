@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from forestops.webserver import free_port
 from forestops.fullstack.compose import generated_env, interpolate, load_compose, service_argv
+from forestops.webserver import free_port
 
 REDIS = os.environ.get("FORESTOPS_TEST_REDIS", "redis://127.0.0.1:6379")
 BIN = Path(sys.executable).parent

@@ -8,8 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from airflow.configuration import conf
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import DAG
+
+from forestops.orchestration.airflow_callbacks import notify_task_failure
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {
@@ -63,7 +66,10 @@ def test_runs_never_pile_up_and_tasks_retry_with_backoff(dagbag: DagBag, dag_id:
     assert dag.catchup is False
     assert dag.dagrun_timeout is not None and dag.dagrun_timeout <= timedelta(hours=1)
     for task in dag.tasks:
-        assert task.retries >= 2, task.task_id
+        # retries: Airflow's [core] default_task_retries (compose: AIRFLOW_TASK_RETRIES, default 2)
+        assert task.retries == conf.getint("core", "default_task_retries"), task.task_id
+        callbacks = task.on_failure_callback
+        assert notify_task_failure in (callbacks if isinstance(callbacks, list) else [callbacks])
         assert task.retry_exponential_backoff >= 2, task.task_id
         assert task.max_retry_delay is not None, task.task_id
         assert task.execution_timeout is not None, task.task_id

@@ -54,14 +54,15 @@ EXPECTED_SERVICES = {
     "minio-init",  # the original's `minio-create-buckets`
     "app-db-migrate",
     "inference",
-    "ui",  # the original's `streamlit`
+    "lb",  # nginx in front of every inference replica, with TLS
+    "streamlit",  # the UI, under the original's name
     "data-api",
     "prometheus",
     "grafana",
 }
 # Published ports per profile (None = always): the UIs and APIs a person opens, nothing else.
 PUBLISHED = {
-    None: {8080, 5000, 9001, 8000, 8501},
+    None: {8080, 5000, 9001, 8000, 8443, 8501},
     "monitoring": {9090, 3000},
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|(?<!ACCESS)_KEYS?$|TOKEN|REDISCLI_AUTH")
@@ -178,7 +179,9 @@ def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -
 
 
 def test_every_variable_is_documented_in_env_example(compose: dict[str, Any]) -> None:
-    documented = read_env_file(ENV_EXAMPLE)
+    # optional settings are documented commented out (`# NOTIFY_WEBHOOK_URL=https://...`)
+    optional = re.findall(r"^# ([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
+    documented = set(read_env_file(ENV_EXAMPLE)) | set(optional)
     used = {m.group("name") for _, text in _walk_strings(compose) for m in references(text)}
     assert used - set(documented) == set(), "undocumented variables"
     assert set(documented) - used - {"COMPOSE_PROFILES"} == set(), "unused variables"
@@ -272,7 +275,7 @@ def test_every_forestops_command_parses_and_its_help_runs(resolved: dict[str, An
         for name, svc in own_services(resolved).items()
         if (argv := service_argv(svc))[0] == "forestops"
     }
-    assert set(commands) == {"inference", "ui", "data-api", "app-db-migrate"}
+    assert set(commands) == {"inference", "streamlit", "data-api", "app-db-migrate"}
     for name, args in commands.items():
         path = _parse_click(group, args)
         result = subprocess.run(

@@ -95,6 +95,7 @@ def _endpoints(
         "api_key": env["API_KEYS"].split(",")[0],
         "admin_api_key": env["ADMIN_API_KEY"],
         "database_url": backing.databases["app-db"],
+        "airflow_database_url": backing.databases["airflow-db"],
         "s3_endpoint_url": backing.s3_endpoint_url,
         "buckets": backing.buckets,
         "run_dir": str(run_dir),

@@ -8,8 +8,6 @@ say more). Unset URL: nothing is sent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 import httpx
 
@@ -32,18 +30,3 @@ def notify(settings: Settings, text: str) -> bool:
         log.warning("notification not delivered to the webhook: %s", error)
         return False
     return True
-
-
-def notify_task_failure(context: Mapping[str, Any]) -> None:
-    """Airflow's `on_failure_callback` for every DAG task: runs on the worker after the last retry.
-
-    Takes Airflow's task context (a mapping) so this module needs no Airflow import.
-    """
-    from forestops.config import get_settings
-
-    instance = context["task_instance"]
-    notify(
-        get_settings(),
-        f"Airflow task {instance.dag_id}.{instance.task_id} failed "
-        f"(run {instance.run_id}, try {instance.try_number}): {context.get('exception')}",
-    )
