@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -273,19 +273,29 @@ Server = tuple[str, Callable[[list[dict[str, Any]]], bytes]]
 
 
 def serve_ours(
-    bin_dir: Path, env: dict[str, str], runtime: str, processes: list[subprocess.Popen[bytes]]
+    bin_dir: Path,
+    env: dict[str, str],
+    runtime: str,
+    processes: list[subprocess.Popen[bytes]],
+    prefix: Sequence[str] = (),
 ) -> Server:
-    """`forestops serve` once it answers with `runtime` (the compiled form is built after start-up)."""
+    """`forestops serve` once it answers with `runtime` (the compiled form is built after start-up).
+
+    `prefix` goes before the command (locust_limited's cgroup wrapper)."""
     port = free_port()
     inference_runtime = "native" if runtime == "lightgbm" else "auto"
     start(
-        [str(bin_dir / "forestops"), "serve", "--port", str(port)],
+        [*prefix, str(bin_dir / "forestops"), "serve", "--port", str(port)],
         {**env, "INFERENCE_RUNTIME": inference_runtime},
         f"http://127.0.0.1:{port}/health",
         processes,
     )
+    key = env.get("API_KEYS", "").split(",")[0]
+    headers = {"X-API-Key": key} if key else {}
     deadline = time.monotonic() + 1800
-    while httpx.get(f"http://127.0.0.1:{port}/metadata").json()["runtime"] != runtime:
+    while (
+        httpx.get(f"http://127.0.0.1:{port}/metadata", headers=headers).json()["runtime"] != runtime
+    ):
         if time.monotonic() > deadline:
             raise TimeoutError(f"forestops serve never switched to {runtime}")
         time.sleep(0.5)

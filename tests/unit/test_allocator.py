@@ -1,7 +1,7 @@
 """The serving processes cap glibc's malloc arenas unless MALLOC_ARENA_MAX already does.
 
-The memory effect itself is measured by benchmarks/load_test.py (RSS over a 2-minute run with a
-model swap every 10 s); here: the cap is really applied on this glibc machine, and left alone when
+The memory effect itself is measured by benchmarks/locust_limited.py (RSS over 2 minutes of load
+with a model swap every 10 s, inside a 512 MiB limit); here: the cap is really applied on this glibc machine, and left alone when
 the operator set the variable.
 """
 
