@@ -56,12 +56,14 @@ def dataset() -> Path:
 
 
 # Values a user would put in deploy/.env, chosen for a stack on one test machine: one candidate
-# model (the four of the default list train for minutes on 2 cores), notifications to the
-# harness's receiver, the built-in data API. Anything in the caller's --env-file wins.
+# model (the four of the default list train for minutes on 2 cores), a one-minute batch window
+# (a data run never waits five minutes for the next batch), the built-in data API.
+# Anything in the caller's --env-file wins.
 DEMO_ENV = {
     "COMPOSE_PROFILES": "offline",
     "BIND_ADDRESS": "127.0.0.1",
     "TRAIN_CANDIDATES": "lightgbm",
+    "DATA_API_MIN_UPDATE_TIME_S": "60",
     "AIRFLOW_DAGS_PAUSED_AT_CREATION": "False",
 }
 
