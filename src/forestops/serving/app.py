@@ -192,7 +192,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         served = model_holder.current
         if served is None:
             raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, f"no model loaded: {model_holder.problem}"
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"no model loaded: {_public_problem(model_holder.problem, None)}",
             )
         return served
 
@@ -260,7 +261,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             classes=classes,
             runtime=served.runtime,
             runtime_note=served.runtime_note,
-            refused=model_holder.refusal,
+            refused=redact_text(model_holder.refusal) if model_holder.refusal else None,
         )
 
     @app.post(
@@ -362,7 +363,9 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     async def reload() -> JSONResponse:
         result: RefreshResult = await anyio.to_thread.run_sync(model_holder.refresh, "api")
         body = ReloadResponse(
-            reloaded=result.reloaded, model_version=result.model_version, detail=result.detail
+            reloaded=result.reloaded,
+            model_version=result.model_version,
+            detail=redact_text(result.detail),  # the admin's answer: the error, but no secret
         )
         return JSONResponse(body.model_dump(), status_code=_RELOAD_STATUS[result.outcome])
 
