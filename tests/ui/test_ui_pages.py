@@ -358,3 +358,22 @@ def test_a_service_without_a_model_yet_is_explained(
         home = open_page("home")
         assert _metric(home, "Inference API") == "no model"
         assert "has no model yet" in " ".join(_texts(home, "warning"))
+
+
+def test_model_page_shows_the_operator_audit_trail(ui_env: UiStack) -> None:
+    from forestops.pipeline.model_ops import promote_version
+
+    settings = ui_env.settings
+    before = open_page("model")
+    assert "No operator action yet" in " ".join(_texts(before, "info"))
+    # A real action that changes nothing: v1 already is the champion, so it is refused, audited.
+    outcome = promote_version(settings, "1", actor="carol", reason="checking the trail")
+    assert not outcome.done
+
+    app = open_page("model")
+
+    trail = _table(app, "actor")
+    assert trail[["action", "to_version", "outcome", "actor", "reason"]].values.tolist() == [
+        ["promote", "1", "refused", "carol", "checking the trail"]
+    ]
+    assert trail["detail"].tolist() == ["v1 already is the champion"]

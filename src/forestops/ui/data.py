@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.engine import make_url
 
 from forestops import contract
+from forestops.store.audit import recent_actions
 from forestops.store.database import get_engine, normalise_url
 from forestops.store.monitoring import recent_reports
 from forestops.store.schema import forest_cover_samples, ingestion_batches, quarantined_rows
@@ -109,6 +110,15 @@ def batch_history(url: str) -> pd.DataFrame:
         return frame
     frame["fetched_at"] = pd.to_datetime(frame["fetched_at"], utc=True)
     frame["cumulative"] = frame["inserted"].cumsum()
+    return frame
+
+
+def model_audit(url: str, model_name: str) -> pd.DataFrame:
+    """Operator actions on `model_name`, newest first (empty before the first one). Not cached:
+    at most 100 rows by an index, and an action just taken must show on the next rerun."""
+    columns = ["created_at", "action", "from_version", "to_version", "outcome", "actor", "reason"]
+    frame = pd.DataFrame(recent_actions(_engine(url), model_name), columns=[*columns, "detail"])
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame
 
 

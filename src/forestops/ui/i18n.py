@@ -411,6 +411,26 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     "created": {"en": "Registered", "es": "Registrada"},
     "challenger_accuracy": {"en": "Challenger accuracy", "es": "Exactitud del aspirante"},
     "champion_accuracy": {"en": "Champion accuracy then", "es": "Exactitud del campeón"},
+    "audit_trail": {"en": "Operator actions", "es": "Acciones de operación"},
+    "audit_caption": {
+        "en": "Promotions, rollbacks and forced trainings (`forestops model promote`, "
+        "`model rollback`, `train --force`), refused ones included; newest first.",
+        "es": "Promociones, reversiones y entrenamientos forzados (`forestops model promote`, "
+        "`model rollback`, `train --force`), también los rechazados; los más recientes primero.",
+    },
+    "no_audit_yet": {
+        "en": "No operator action yet: every champion so far was chosen by the training gate.",
+        "es": "Aún no hay acciones de operación: cada campeón lo eligió la compuerta de "
+        "entrenamiento.",
+    },
+    "audit_when": {"en": "When (UTC)", "es": "Cuándo (UTC)"},
+    "audit_action": {"en": "Action", "es": "Acción"},
+    "audit_from": {"en": "Champion before", "es": "Campeón anterior"},
+    "audit_to": {"en": "Version", "es": "Versión"},
+    "audit_outcome": {"en": "Outcome", "es": "Resultado"},
+    "audit_actor": {"en": "By", "es": "Por"},
+    "audit_reason": {"en": "Reason", "es": "Motivo"},
+    "audit_detail": {"en": "What happened", "es": "Qué pasó"},
     # --- settings / status ---------------------------------------------------------------------
     "status_title": {"en": "Settings and status", "es": "Ajustes y estado"},
     "status_caption": {

@@ -11,7 +11,7 @@ import streamlit as st
 
 from forestops.config import Settings, get_settings
 from forestops.redact import redact_uri
-from forestops.ui import registry
+from forestops.ui import data, registry
 from forestops.ui.charts import confusion_chart
 from forestops.ui.guard import guard
 from forestops.ui.i18n import t
@@ -181,6 +181,38 @@ def _history(settings: Settings) -> None:
         )
 
 
+def _audit_trail(settings: Settings) -> None:
+    st.subheader(t("audit_trail"))
+    st.caption(t("audit_caption"))
+    with guard("database"):
+        trail = data.model_audit(settings.database_url, settings.model_name)
+        if trail.empty:
+            st.info(t("no_audit_yet"))
+            return
+        st.dataframe(
+            trail,
+            hide_index=True,
+            key="model_audit",
+            column_config={
+                "created_at": st.column_config.DatetimeColumn(
+                    t("audit_when"), format="YYYY-MM-DD HH:mm:ss"
+                ),
+                **{
+                    name: t(f"audit_{label}")
+                    for name, label in (
+                        ("action", "action"),
+                        ("from_version", "from"),
+                        ("to_version", "to"),
+                        ("outcome", "outcome"),
+                        ("actor", "actor"),
+                        ("reason", "reason"),
+                        ("detail", "detail"),
+                    )
+                },
+            },
+        )
+
+
 def render() -> None:
     settings = get_settings()
     st.title(t("model_title"))
@@ -190,13 +222,13 @@ def render() -> None:
     with guard("mlflow"):
         registry.client(settings)
         mlflow_ready = True
-    if not mlflow_ready:  # said once above, not once per section
-        return
-    champion_run = _registry_champion(settings, served_version)
-    training = _last_training(settings)
-    runs = tuple(run for run in (champion_run, training and training.run_id) if run)
-    _confusion(settings, runs)
-    _history(settings)
+    if mlflow_ready:  # otherwise said once above, not once per section
+        champion_run = _registry_champion(settings, served_version)
+        training = _last_training(settings)
+        runs = tuple(run for run in (champion_run, training and training.run_id) if run)
+        _confusion(settings, runs)
+        _history(settings)
+    _audit_trail(settings)  # the app database: readable while MLflow is not
 
 
 if __name__ == "__main__":
