@@ -31,6 +31,7 @@ from support.champion import (
     log_candidate,
     read_rows,
     tiny_pipeline,
+    version_files,
 )
 
 
@@ -147,11 +148,10 @@ def test_unavailable_without_cache_or_champion_then_reload_loads(
 def _corrupt(settings: Settings, version: str) -> None:
     """Break the version's pickle and sign the result with the key: files training vouches for
     that still do not load (unsigned tampering is tests/reliability/test_model_integrity.py's)."""
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    location = client.get_model_version_download_uri(settings.model_name, version)
-    folder = Path(location.removeprefix("file://"))
+    folder = version_files(settings, version)
     (folder / "python_model.pkl").write_bytes(b"not a pickle")
     _, signature = sign_files(signing_key(settings), folder)
+    client = MlflowClient(settings.mlflow_tracking_uri)
     client.set_model_version_tag(settings.model_name, version, TAG_SIGNATURE, signature)
 
 

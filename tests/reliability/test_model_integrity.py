@@ -53,6 +53,7 @@ from support.champion import (
     log_candidate,
     read_rows,
     tiny_pipeline,
+    version_files,
 )
 from support.training_data import course_rows, seed_samples, tiny
 
@@ -116,6 +117,17 @@ def _signature(settings: Settings, version: str) -> str:
     return client.get_run(run_id).data.tags[TAG_SIGNATURE]
 
 
+def refusal_of_a_fresh_service(settings: Settings) -> str:
+    """Start the real app with no cache: it must serve nothing and say it refused; returns why
+    (the holder's reason: /health, open to anyone, names only the version)."""
+    holder = ModelHolder(settings)
+    with TestClient(create_app(settings, holder)) as api:
+        health = api.get("/health")
+    assert health.status_code == 503 and "refused version" in health.json()["detail"]
+    assert holder.refusal is not None
+    return holder.refusal
+
+
 def test_the_crafted_pickle_runs_code_when_mlflow_loads_it(
     store: ChampionStore, tmp_path: Path, dataset_path: Path
 ) -> None:
@@ -133,7 +145,7 @@ def test_the_crafted_pickle_runs_code_when_mlflow_loads_it(
 
 
 def test_serve_refuses_a_crafted_champion_unloaded_and_keeps_the_previous_one(
-    store: ChampionStore, tmp_path: Path, dataset_path: Path
+    store: ChampionStore, tmp_path: Path, dataset_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = _serving(store, tmp_path, "crafted-serve")
     store.register(store.run_a, settings.model_name)
@@ -158,12 +170,10 @@ def test_serve_refuses_a_crafted_champion_unloaded_and_keeps_the_previous_one(
         answer = client.post("/predict", json=record)
         assert answer.status_code == 200 and answer.json()["model_version"] == "1"
     assert not marker.exists()
-    # A fresh service (no cache) has nothing it trusts to serve, and says why.
+    assert f"refused version {version}: failed its integrity check" in caplog.text
+    # A fresh service (no cache) has nothing it trusts to serve.
     fresh = settings.model_copy(update={"forestops_home": tmp_path / "fresh"})
-    with TestClient(create_app(fresh)) as client:
-        health = client.get("/health")
-        assert health.status_code == 503
-        assert "failed its integrity check" in health.json()["detail"]
+    assert "failed its integrity check" in refusal_of_a_fresh_service(fresh)
     assert not marker.exists()
 
 
@@ -232,17 +242,13 @@ def test_a_trained_model_is_signed_recorded_and_served(
 def test_a_model_signed_with_another_key_is_refused(store: ChampionStore, tmp_path: Path) -> None:
     settings = _serving(store, tmp_path, "other-key")
     version = store.register(store.run_a, settings.model_name)
+    _, foreign = sign_files(
+        b"an attacker's own key, 32+ characters long", version_files(settings, version)
+    )
     client = MlflowClient(settings.mlflow_tracking_uri)
-    uri = client.get_model_version_download_uri(settings.model_name, version)
-    files = Path(uri.removeprefix("file://"))
-    _, foreign = sign_files(b"an attacker's own key, 32+ characters long", files)
     client.set_model_version_tag(settings.model_name, version, TAG_SIGNATURE, foreign)
 
-    with TestClient(create_app(settings)) as api:
-        health = api.get("/health")
-
-    assert health.status_code == 503
-    assert "was not made with this MODEL_SIGNING_KEY" in health.json()["detail"]
+    assert "was not made with this MODEL_SIGNING_KEY" in refusal_of_a_fresh_service(settings)
 
 
 @pytest.mark.parametrize("name", ["python_model.pkl", "requirements.txt"])
@@ -254,18 +260,12 @@ def test_one_changed_byte_in_any_model_file_is_refused(
         settings, tiny_pipeline(read_rows(dataset_path, 300), 2), 0.5, champion=False
     )
     version = store.register(run_id, settings.model_name)
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    uri = client.get_model_version_download_uri(settings.model_name, version)
-    target = Path(uri.removeprefix("file://")) / name
+    target = version_files(settings, version) / name
     content = bytearray(target.read_bytes())
     content[len(content) // 2] ^= 0x01
     target.write_bytes(bytes(content))
 
-    with TestClient(create_app(settings)) as api:
-        health = api.get("/health")
-
-    assert health.status_code == 503
-    assert "not the ones training signed" in health.json()["detail"]
+    assert "not the ones training signed" in refusal_of_a_fresh_service(settings)
 
 
 def test_a_tampered_disk_cache_is_refused_unloaded_then_downloaded_afresh(

@@ -98,6 +98,14 @@ def log_candidate(
     return run.info.run_id, str(version.version)
 
 
+def version_files(settings: Settings, version: str) -> Path:
+    """The folder holding a registered version's files in a local (file) artifact store."""
+    uri = MlflowClient(settings.mlflow_tracking_uri).get_model_version_download_uri(
+        settings.model_name, version
+    )
+    return Path(uri.removeprefix("file://"))
+
+
 @dataclass(frozen=True)
 class ChampionStore:
     """A sqlite MLflow store with two logged tiny models; `a` is `settings.model_name@champion`.

@@ -115,7 +115,7 @@ def manifest_digest(directory: Path) -> str:
         elif not path.is_dir():
             raise ModelIntegrityError(f"{relative} is not a regular file")
     if not entries:
-        raise ModelIntegrityError(f"no files in {directory}")
+        raise ModelIntegrityError("it has no files")
     listing = json.dumps(sorted(entries), separators=(",", ":")).encode()
     return hashlib.sha256(listing).hexdigest()
 

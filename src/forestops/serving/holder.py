@@ -38,6 +38,7 @@ from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.integrity import (
     TAG_SIGNATURE,
     ModelIntegrityError,
+    download,
     model_files_uri,
     signing_key,
     verify_files,
@@ -206,7 +207,6 @@ class ModelHolder:
     # --- the local cache ------------------------------------------------------------------------
     def _download(self, ref: ServingModelRef) -> Path:
         """The model's files in the cache (downloaded once per run; a half download never counts)."""
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         target = self.cache_dir / ref.run_id
@@ -217,12 +217,8 @@ class ModelHolder:
         staging.mkdir(parents=True)
         try:
             client = MlflowClient(self.settings.mlflow_tracking_uri)
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=model_files_uri(self.settings, client, ref),
-                dst_path=str(staging),
-                tracking_uri=self.settings.mlflow_tracking_uri,
-            )
-            Path(local).rename(staging / MODEL_ARTIFACT)
+            files = model_files_uri(self.settings, client, ref)
+            download(self.settings, files, staging).rename(staging / MODEL_ARTIFACT)
             _write_json(staging / "metadata.json", self._metadata(ref))
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
