@@ -20,7 +20,7 @@ It never asks again for a batch it has already collected because a tick came ear
 runs come every INGEST_INTERVAL_S (or the DAG's `*/5`), the same 300 s as the source's window,
 so a tick can land just before the source moves on. A run first looks at the group's latest
 batch in the database: if its last samples brought under HARVEST_STOP_NEW_SHARE new rows (it is
-collected) and MIN_UPDATE_TIME_S (+1 s) have not passed since it was first seen (the source's
+collected) and MIN_UPDATE_TIME_S (+1%, at most 1 s) have not passed since it was first seen (the source's
 window began with that call), the run waits until they have, then asks: the source moves on at
 that call. If that wait would not fit in the time budget, the run makes no call and ends
 `not_due`. Aligning to the observed change rather than polling until the number moves costs no
@@ -71,8 +71,9 @@ log = logging.getLogger(__name__)
 BUDGET_SHARE_OF_WINDOW = 0.9
 """Default time budget as a share of the source's batch window: done before the batch moves on."""
 LOCK_NAME = "forestops.harvest"
-DUE_MARGIN_S = 1.0
-"""Asked this long after a held batch's window: the source began it a moment before we saw it."""
+DUE_MARGIN_SHARE, DUE_MARGIN_MAX_S = 0.01, 1.0
+"""Asked a moment (1% of the window, at most 1 s) after a held batch's window: the course moves on
+only strictly after it, and our clock's reading of the first sample lags the source's."""
 
 Stop = Literal[
     "dried_up",
@@ -266,14 +267,15 @@ class _Run:
 
 def _until_next_batch(settings: Settings, held: HeldBatch | None) -> tuple[float, datetime]:
     """Seconds to wait before asking, and when: 0 unless the held batch is collected and its
-    window (MIN_UPDATE_TIME_S from when it was first seen, + DUE_MARGIN_S) is still open."""
+    window (MIN_UPDATE_TIME_S from when it was first seen, and a margin) is still open."""
     now = datetime.now(UTC)
     window = settings.min_update_time_s
     if held is None or window <= 0 or held.new_share is None:
         return 0.0, now
     if held.new_share >= settings.harvest_stop_new_share:
         return 0.0, now  # not collected yet (a run cut short): worth asking within its window
-    due = held.first_seen + timedelta(seconds=window + DUE_MARGIN_S)
+    margin = min(DUE_MARGIN_MAX_S, DUE_MARGIN_SHARE * window)
+    due = held.first_seen + timedelta(seconds=window + margin)
     return max(0.0, (due - now).total_seconds()), due
 
 
