@@ -201,7 +201,7 @@ class Settings(BaseSettings):
         5, ge=1, description="An idle kept-alive connection is closed after this many seconds"
     )
     inference_max_connections: int = Field(
-        256, ge=1, description="Open connections the service takes (beyond: 503 at once)"
+        1000, ge=1, description="Open connections the service takes (beyond: 503 at once)"
     )
 
     # --- monitoring --------------------------------------------------------------------------

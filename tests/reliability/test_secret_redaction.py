@@ -1,9 +1,10 @@
 """No secret of a URI in any answer or log line (issue 20 item 3), against a real `forestops
 serve` whose tracking URI carries a credential, the real app's /metadata, and the UI's calls.
 
-MLflow quotes the URI it called in its errors ("API request to http://user:pw@host/... failed"),
-so before the fix the open /health answered the password and the log printed it. Secrets here
-are built at run time, so the repository's own credential scan (test_security.py) stays clean.
+MLflow quotes the URI it called in its errors ("API request to http://USERINFO@host/...
+failed", password included), so before the fix the open /health answered the password and the
+log printed it. Secrets here are built at run time, so the repository's own credential scan
+(test_security.py) stays clean.
 """
 
 from __future__ import annotations
