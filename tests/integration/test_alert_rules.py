@@ -2,8 +2,9 @@
 
 - `promtool test rules` runs deploy/prometheus/alerts.test.yml (every rule fires in one case and
   stays silent in another) and `promtool check config` loads prometheus.yml with its rule file;
-- every forestops metric a rule queries is one a running inference service exports, and every
-  Airflow metric one the statsd-exporter mapping produces from a name Airflow emits;
+- every forestops metric a rule or the pipeline dashboard queries is one a running inference
+  service exports, and every Airflow metric one the statsd-exporter mapping produces from a name
+  Airflow emits;
 - a real Alertmanager (Debian's binary, our alertmanager.yml) delivers a posted alert to a
   Slack-compatible webhook; `amtool check-config` accepts the file as shipped.
 
@@ -13,19 +14,24 @@ installs them).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 import yaml
 
 from forestops.config import Settings
 from forestops.serving.app import create_app
+from forestops.store.database import get_engine, upgrade
+from forestops.store.loader import BatchHeader, HarvestFigures, write_batch
 from forestops.webserver import BackgroundServer, free_port
 from support.webhook import Receiver
 
@@ -33,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy/prometheus"
 ALERTMANAGER_CONFIG = ROOT / "deploy/alertmanager/alertmanager.yml"
 STATSD_MAPPINGS = ROOT / "deploy/statsd-exporter/mappings.yml"
+PIPELINE_DASHBOARD = ROOT / "deploy/grafana/dashboards/forestops-pipeline.json"
 PROMTOOL = "/usr/bin/promtool"
 AMTOOL = "/usr/bin/amtool"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
@@ -70,15 +77,50 @@ def test_every_rule_is_tested_firing_and_silent() -> None:
     }
 
 
-def test_every_forestops_metric_a_rule_queries_is_exported(settings: Settings) -> None:
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads(PIPELINE_DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def _series(names: set[str]) -> set[str]:
+    """Every series name a family gives (a counter `x` is `x_total`; histograms add suffixes)."""
+    suffixes = ("", "_total", "_bucket", "_sum", "_count")
+    return {f"{name}{suffix}" for name in names for suffix in suffixes}
+
+
+def test_every_forestops_metric_the_rules_and_the_pipeline_dashboard_query_is_exported(
+    settings: Settings,
+) -> None:
+    upgrade(settings.database_url)
+    fetched = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
+    with get_engine(settings.database_url).begin() as connection:  # as a harvest's 7th call writes
+        header = BatchHeader("tests", 3, 2, fetched, None, None)
+        write_batch(connection, header, pd.DataFrame(), [], HarvestFigures(7, 900, 1000, 0.9))
     with BackgroundServer(create_app(settings)) as server:
         exposition = httpx.get(f"{server.url}/metrics").text
-    exported = {line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE ")}
-    series = set()
-    for name in exported:  # a counter `x_total` is declared as `x`; histograms add suffixes
-        series |= {name, f"{name}_total", f"{name}_bucket", f"{name}_sum", f"{name}_count"}
-    queried = {name for rule in rules() for name in re.findall(r"forestops_\w+", rule["expr"])}
-    assert len(queried) >= 9 and queried <= series, queried - series
+    assert 'forestops_harvest_estimated_coverage{batch="2",group="3"} 0.9' in exposition
+    stamp = re.search(r"^forestops_ingestion_last_batch_timestamp_seconds (\S+)$", exposition, re.M)
+    assert stamp and float(stamp.group(1)) == fetched.timestamp()
+    declared = {line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE ")}
+    exported = _series(declared)
+    for exprs in ([rule["expr"] for rule in rules()], dashboard_queries()):
+        queried = {name for expr in exprs for name in re.findall(r"forestops_\w+", expr)}
+        assert len(queried) >= 4 and queried <= exported, queried - exported
+
+
+def test_the_pipeline_dashboard_shows_what_the_issue_asks_for() -> None:
+    queries = " ".join(dashboard_queries())
+    for metric in (
+        "airflow_dagrun_duration_seconds",  # DAG run durations
+        'airflow_ti_finish{state="failed"}',  # failures
+        "forestops_ingestion_last_batch_rows",  # rows per batch
+        "forestops_harvest_estimated_coverage",  # harvest coverage
+        "forestops_model_accuracy",  # training accuracy by version
+    ):
+        assert metric in queries, metric
+    mappings = yaml.safe_load(STATSD_MAPPINGS.read_text())["mappings"]
+    airflow = set(re.findall(r"airflow_\w+", queries))
+    assert airflow <= _series({mapping["name"] for mapping in mappings})
 
 
 def test_every_airflow_metric_a_rule_queries_comes_from_a_mapping_of_an_airflow_name() -> None:

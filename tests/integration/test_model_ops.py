@@ -8,6 +8,7 @@ the command's POST /reload is what made it.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,8 @@ def test_promote_an_older_version_then_roll_back_and_the_service_follows(
 
         assert champion(settings) == "1"
         assert served_version(service) == "1"
+        metrics = httpx.get(f"{service.url}/metrics", timeout=10).text
+        assert re.search(r'^forestops_model_accuracy\{model_version="1"\} 0\.\d+$', metrics, re.M)
         assert "now serves model version 1" in promoted.stdout
         v1 = tags(settings, "1")
         assert (v1[TAG_ACTION], v1[TAG_ACTION_BY], v1[TAG_ACTION_REASON]) == (

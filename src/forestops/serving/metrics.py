@@ -79,13 +79,21 @@ class HolderCollector(Collector):
             "The model being served (value 1)",
             labels=["model_name", "model_version", "run_id", "alias", "runtime"],
         )
+        accuracy = GaugeMetricFamily(
+            "forestops_model_accuracy",
+            "Accuracy of the served model on its training job's evaluation rows, by version",
+            labels=["model_version"],
+        )
         if served:
             ref = served.ref
             info.add_metric(
                 [served.model_name, ref.version or "", ref.run_id, ref.alias or "", served.runtime],
                 1.0,
             )
+            if "accuracy" in ref.metrics:
+                accuracy.add_metric([ref.version or ""], float(ref.metrics["accuracy"]))
         yield info
+        yield accuracy
         refreshes = CounterMetricFamily(
             "forestops_model_reloads",
             "Model refreshes by trigger (startup, poll, api) and outcome "

@@ -88,11 +88,20 @@ class MonitoringCollector(Collector):
             "forestops_ingestion_last_batch_timestamp_seconds",
             "When the newest ingestion batch was fetched (any outcome): the stale-data alert",
         )
+        coverage = GaugeMetricFamily(
+            "forestops_harvest_estimated_coverage",
+            "Share of the source batch a harvest has collected so far (capture-recapture "
+            "estimate of the newest ingestion record, when it has one), by group and batch",
+            labels=["group", "batch"],
+        )
         if batch is not None:
             for kind in _BATCH_KINDS:
                 rows.add_metric([kind], float(batch[kind] or 0))
             fetched.add_metric([], _utc(batch["fetched_at"]).timestamp())
-        yield from (drift, shift, accuracy, alert, created, rows, fetched)
+            if batch["estimated_coverage"] is not None:
+                where = [str(batch["group_number"]), str(batch["batch_number"])]
+                coverage.add_metric(where, float(batch["estimated_coverage"]))
+        yield from (drift, shift, accuracy, alert, created, rows, fetched, coverage)
 
 
 def _utc(moment: datetime) -> datetime:
