@@ -74,3 +74,14 @@ def test_a_webhook_that_is_down_or_failing_is_logged_not_raised(
     assert len(failing.posts) == 1
     assert len([r for r in caplog.records if "not delivered" in r.message]) == 2
     assert notify(settings, "no webhook configured") is False
+
+
+def test_a_notification_never_carries_a_credential(
+    settings: Settings, receiver: tuple[Receiver, str]
+) -> None:
+    """A failed task's message quotes its exception, and a database error quotes its URL."""
+    hook, url = receiver
+    error = "connection to postgresql+psycopg://forestops:s3cret-pw@app-db:5432/forestops failed"
+    assert notify(settings.model_copy(update={"notify_webhook_url": url}), error)
+    assert "s3cret-pw" not in hook.posts[0]["text"]
+    assert "app-db:5432/forestops failed" in hook.posts[0]["text"]

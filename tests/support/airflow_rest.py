@@ -32,6 +32,21 @@ class AirflowRest:
     def unpause(self, dag_id: str) -> None:
         self.client.patch(f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
+    def pause(self, dag_id: str) -> None:
+        self.client.patch(f"/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
+
+    def wait_idle(self, dag_id: str, timeout_s: float) -> None:
+        """Until no run of the DAG is queued or running."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = self.client.get(
+                f"/dags/{dag_id}/dagRuns", params={"state": ["queued", "running"]}
+            ).json()
+            if runs["total_entries"] == 0:
+                return
+            assert time.monotonic() < deadline, f"{dag_id} still has runs: {runs}"
+            time.sleep(3)
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         answer = self.client.post(
             f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}

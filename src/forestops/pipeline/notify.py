@@ -12,18 +12,20 @@ import logging
 import httpx
 
 from forestops.config import Settings
+from forestops.redact import redact_text
 
 log = logging.getLogger(__name__)
 
 
 def notify(settings: Settings, text: str) -> bool:
-    """Post `text`; True when the webhook answered 2xx."""
+    """Post `text`, every URI in it redacted (an error quoting a database URL quotes its
+    password); True when the webhook answered 2xx."""
     url = settings.notify_webhook_url
     if not url:
         return False
     try:
         response = httpx.post(
-            url, json={"text": f"forestops: {text}"}, timeout=settings.notify_timeout_s
+            url, json={"text": f"forestops: {redact_text(text)}"}, timeout=settings.notify_timeout_s
         )
         response.raise_for_status()
     except httpx.HTTPError as error:
