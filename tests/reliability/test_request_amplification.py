@@ -64,6 +64,7 @@ def csv_upload(header: list[str], *rows: list[str]) -> bytes:
 
 
 FEATURES = list(contract.FEATURE_NAMES)
+PART = b'--x\r\nContent-Disposition: form-data; name="file"'
 
 
 def test_10k_empty_records_get_a_bounded_422_that_counts_the_rest(http: httpx.Client) -> None:
@@ -172,6 +173,27 @@ def test_any_upload_filename_comes_back_encoded(http: httpx.Client, name: str) -
     )
     assert fallback.startswith('filename="') and fallback.endswith('"')
     assert not set(fallback[len('filename="') : -1]) & set('"\\')
+
+
+MULTIPART = "multipart/form-data; boundary=x"
+MALFORMED_UPLOADS = {
+    "no boundary": ("multipart/form-data", b"abc", 400),
+    "not multipart at all": (MULTIPART, b"\x00\xff garbage", 400),
+    "cut mid-file": (MULTIPART, PART + b'; filename="a.csv"\r\n\r\nelev', 422),
+    "two files": (MULTIPART, (PART + b'; filename="a.csv"\r\n\r\na\r\n') * 2 + b"--x--\r\n", 400),
+    "a field, not a file": (MULTIPART, PART + b"\r\n\r\nabc\r\n--x--\r\n", 422),
+    "a url-encoded form": ("application/x-www-form-urlencoded", b"file=abc", 422),
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "status"), MALFORMED_UPLOADS.values(), ids=MALFORMED_UPLOADS.keys()
+)
+def test_a_malformed_upload_is_a_4xx(
+    http: httpx.Client, kind: str, body: bytes, status: int
+) -> None:
+    response = http.post("/predict/csv", content=body, headers={**HEADERS, "Content-Type": kind})
+    assert response.status_code == status, response.text
 
 
 def test_formula_cells_come_back_inert(http: httpx.Client) -> None:
