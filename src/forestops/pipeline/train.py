@@ -2,10 +2,10 @@
 
 One MLflow parent run per job (tagged with the data lineage, so "has new data arrived since the
 last training" is one tag lookup: `forestops.max_batch_id`), one child run per candidate (params,
-metrics, confusion matrix, classification report, the model via `log_forest_model`, signed
-by `modeling.integrity` as logged: a run tag, the version tag, a row of `model_signatures`). The split is
-stratified and seeded over rows ordered by content hash, so the same data always gives the same
-evaluation rows. The CLI, the embedded scheduler and Airflow all call `train(settings)`.
+metrics, confusion matrix, classification report, the model via `log_forest_model`, signed by
+`modeling.integrity` once logged: a run tag, the version tag, a row of `model_signatures`). The
+split is stratified and seeded over rows ordered by content hash, so the same data always gives
+the same evaluation rows. The CLI, the embedded scheduler and Airflow all call `train(settings)`.
 """
 
 from __future__ import annotations
