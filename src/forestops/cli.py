@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -333,7 +334,82 @@ def _model_op(operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise typer.Exit(1) from None
 
 
+# --- backup and restore -----------------------------------------------------------------------
+
+_MLFLOW_BACKEND = typer.Option(
+    None,
+    "--mlflow-backend",
+    envvar="MLFLOW_BACKEND_STORE_URI",
+    help="MLflow's database (the tracking server's --backend-store-uri); default: the embedded "
+    "sqlite store (MLFLOW_TRACKING_URI).",
+)
+_MLFLOW_ARTIFACTS = typer.Option(
+    None,
+    "--mlflow-artifacts",
+    envvar="MLFLOW_ARTIFACTS_DESTINATION",
+    help="MLflow's artifact root: a folder or s3://bucket/prefix (the server's "
+    "--artifacts-destination); default: FORESTOPS_HOME/mlruns.",
+)
+
+
+@app.command()
+def backup(
+    folder: str = typer.Argument(..., help="Where to write the backup (a new folder)."),
+    mlflow_backend: str | None = _MLFLOW_BACKEND,
+    mlflow_artifacts: str | None = _MLFLOW_ARTIFACTS,
+) -> None:
+    """Back up the app database, MLflow's database and its artifacts into FOLDER."""
+    from forestops.pipeline.backup import backup as make_backup
+
+    manifest = _backup_op(make_backup, mlflow_backend, mlflow_artifacts, Path(folder))
+    rows = sum(manifest["app"]["rows"].values()) + sum(manifest["mlflow_store"]["rows"].values())
+    typer.echo(
+        f"backup in {folder}: {rows:,} rows, {manifest['artifacts']['files']:,} artifact files"
+    )
+
+
+@app.command()
+def restore(
+    folder: str = typer.Argument(..., help="A folder written by `forestops backup`."),
+    mlflow_backend: str | None = _MLFLOW_BACKEND,
+    mlflow_artifacts: str | None = _MLFLOW_ARTIFACTS,
+) -> None:
+    """Restore a backup into FRESH stores (DATABASE_URL, MLflow's database and artifact root)."""
+    from forestops.pipeline.backup import restore as load_backup
+
+    manifest = _backup_op(load_backup, mlflow_backend, mlflow_artifacts, Path(folder))
+    typer.echo(f"restored the backup of {manifest['created_at']} from {folder}")
+
+
+def _backup_op(
+    operation: Callable[..., dict[str, Any]],
+    mlflow_backend: str | None,
+    mlflow_artifacts: str | None,
+    folder: Path,
+) -> dict[str, Any]:
+    from forestops.pipeline.backup import BackupError, Stores
+
+    try:
+        stores = Stores.of(get_settings(), mlflow_backend, mlflow_artifacts)
+        return operation(stores, folder)
+    except BackupError as error:
+        typer.echo(f"{operation.__name__}: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
 # --- inference service --------------------------------------------------------------------------
+
+
+@app.command("tracking-accounts")
+def tracking_accounts() -> None:
+    """Create or update the tracking server's `trainer` and `reader` accounts (basic auth).
+
+    Reads MLFLOW_TRACKING_URI, the admin's MLFLOW_TRACKING_USERNAME/PASSWORD and
+    MLFLOW_TRAINER_PASSWORD / MLFLOW_READER_PASSWORD: the full stack's `mlflow-users` job.
+    """
+    from forestops.modeling.tracking_accounts import main
+
+    raise typer.Exit(main())
 
 
 @app.command()

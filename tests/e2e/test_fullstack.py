@@ -89,8 +89,12 @@ def _tail(where: Path | dict[str, Any], lines: int = 80) -> str:
 
 
 def test_the_dags_run_on_celery_and_every_replica_serves_the_champion(
-    stack: dict[str, Any], dataset_path: Path
+    stack: dict[str, Any], dataset_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the tracking server runs MLflow's basic-auth app: anonymous requests are refused
+    assert httpx.get(f"{stack['mlflow_url']}/api/2.0/mlflow/experiments/search").status_code == 401
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", stack["mlflow_user"])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack["mlflow_password"])
     airflow = AirflowRest(stack["airflow_url"], stack["airflow_user"], stack["airflow_password"])
     for dag_id in (DATA, TRAINING, MONITORING):
         airflow.wait_for_dag(dag_id)

@@ -49,6 +49,7 @@ EXPECTED_SERVICES = {
     "app-db",  # the original's `db` (PostgreSQL 16, application data)
     "mlflow",
     "mlflow-migrate",
+    "mlflow-users",  # the tracking server's trainer and reader accounts (basic auth)
     "mlflow-db",  # MySQL 8
     "minio",
     "minio-init",  # the original's `minio-create-buckets`
@@ -275,7 +276,13 @@ def test_every_forestops_command_parses_and_its_help_runs(resolved: dict[str, An
         for name, svc in own_services(resolved).items()
         if (argv := service_argv(svc))[0] == "forestops"
     }
-    assert set(commands) == {"inference", "streamlit", "data-api", "app-db-migrate"}
+    assert set(commands) == {
+        "inference",
+        "streamlit",
+        "data-api",
+        "app-db-migrate",
+        "mlflow-users",
+    }
     for name, args in commands.items():
         path = _parse_click(group, args)
         result = subprocess.run(

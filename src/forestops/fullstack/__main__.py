@@ -85,6 +85,8 @@ def _endpoints(
         "airflow_user": env.get("AIRFLOW_ADMIN_USER") or "admin",
         "airflow_password": env["AIRFLOW_ADMIN_PASSWORD"],
         "mlflow_url": url("mlflow", 5000),
+        "mlflow_user": env.get("MLFLOW_ADMIN_USER") or "admin",
+        "mlflow_password": env["MLFLOW_ADMIN_PASSWORD"],
         "inference_url": url("lb", 8000),
         "inference_tls_url": url("lb", 8443, "https"),
         "tls_certificate": str(run_dir / "tls" / "cert.pem"),

@@ -20,7 +20,7 @@ from typing import Any
 
 from forestops.fullstack import local
 from forestops.fullstack.backing import URL, Backing
-from forestops.fullstack.compose import service_argv
+from forestops.fullstack.compose import DEPLOY, service_argv
 from forestops.webserver import free_port
 
 _HOST_PORT = re.compile(r"\b(?P<host>[a-z][\w-]*):(?P<port>\d{2,5})\b")
@@ -39,6 +39,7 @@ class Process:
     healthy_statuses: frozenset[int] = frozenset(range(200, 400))
     health_command: list[str] | None = None  # a CLI healthcheck (Airflow jobs, Celery ping)
     ports: dict[int, int] = field(default_factory=dict)  # container port -> local port
+    cwd: Path | None = None  # the image's WORKDIR
 
 
 @dataclass
@@ -142,7 +143,11 @@ def _process(
     run_dir: Path,
 ) -> Process:
     image = str(service.get("image", "")).split(":")[0]
-    env = {key: mapper(str(value)) for key, value in (service.get("environment") or {}).items()}
+    files = _bind_mounts(service)
+    env = {
+        key: files.get(str(value), mapper(str(value)))
+        for key, value in (service.get("environment") or {}).items()
+    }
     depends = {dep: spec.get("condition", "service_started") for dep, spec in _depends(service)}
     one_shot = service.get("restart") == "no"
     if image in local.IMAGE_BIN:
@@ -150,6 +155,7 @@ def _process(
         argv = _local_listen(argv, ports)
         argv[0] = str(local.IMAGE_BIN[image] / argv[0])
         env = {**local.image_env(image, home, run_dir / "airflow"), **env}
+        cwd = Path(env.get("AIRFLOW_HOME", str(home)))
         if image == "forestops/airflow":
             env |= {
                 key: str(ports.get(port) or free_port())
@@ -157,9 +163,20 @@ def _process(
             }
     else:  # the load balancer: nginx with the compose file's template (see runner)
         argv = [local.NGINX, "-p", str(home), "-c", str(home / "nginx.conf")]
-    process = Process(label, name, argv, env, one_shot, depends, ports=ports)
+        cwd = home
+    process = Process(label, name, argv, env, one_shot, depends, ports=ports, cwd=cwd)
     _health(process, service)
     return process
+
+
+def _bind_mounts(service: Mapping[str, Any]) -> dict[str, str]:
+    """Container path -> path in the checkout, for each file or folder mounted from deploy/."""
+    mounts: dict[str, str] = {}
+    for volume in service.get("volumes", []):
+        source, _, target = str(volume).partition(":")
+        if source.startswith((".", "/")):
+            mounts[target.split(":")[0]] = str((DEPLOY / source).resolve())
+    return mounts
 
 
 def _depends(service: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:

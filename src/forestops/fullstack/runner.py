@@ -89,9 +89,18 @@ class Runner:
     def _launch(self, process: Process) -> None:
         if process.argv[0] == local.NGINX:
             self._write_nginx_config(process)
-        Path(process.env.get("HOME", self.run_dir)).mkdir(parents=True, exist_ok=True)
+        for folder in (process.env.get("HOME"), process.cwd):
+            if folder:
+                Path(folder).mkdir(parents=True, exist_ok=True)
         log.info("starting %s", process.name)
-        child = Child(process.name, process.argv, process.env, inherit_env=False, tail_lines=80)
+        child = Child(
+            process.name,
+            process.argv,
+            process.env,
+            inherit_env=False,
+            tail_lines=80,
+            cwd=process.cwd,
+        )
         self.children[process.name] = child.start()
 
     def _poll(self) -> None:

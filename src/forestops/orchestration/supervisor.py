@@ -65,8 +65,10 @@ class Child:
         *,
         tail_lines: int = 30,
         inherit_env: bool = True,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
+        self._cwd = cwd
         self.argv = list(argv)
         self._env = {**os.environ, **env} if inherit_env else dict(env)
         self._log = logging.getLogger(f"forestops.{name}")
@@ -85,6 +87,7 @@ class Child:
         self._process = subprocess.Popen(
             guarded(self.argv),
             env=self._env,
+            cwd=self._cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
