@@ -279,7 +279,7 @@ class Settings(BaseSettings):
             except (ArgumentError, ValueError):  # ValueError: a port that is not a number
                 raise ValueError(
                     "not a SQLAlchemy URL (e.g. sqlite:///path/forestops.db, "
-                    "postgresql+psycopg://user:password@host/db)"
+                    "postgresql+psycopg://{user}:{password}@{host}/{database})"
                 ) from None
         return value
 

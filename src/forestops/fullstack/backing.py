@@ -16,10 +16,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
-import pymysql
+from psycopg import sql
+from sqlalchemy import create_engine
+from sqlalchemy.schema import CreateSchema, DropSchema
 
 from forestops.fullstack import local
 from forestops.webserver import free_port
@@ -79,7 +80,7 @@ def _postgres(backing: Backing, backends: local.Backends, service: str) -> Itera
     name = _database_name(backing, service)
     admin = backends.postgres_admin
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     server = admin.rsplit("/", 1)[0].split("://", 1)[1]  # user@host:port
 
     def rewrite(match: re.Match[str]) -> str:
@@ -91,23 +92,18 @@ def _postgres(backing: Backing, backends: local.Backends, service: str) -> Itera
         yield
     finally:
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
 
 
 @contextmanager
 def _mariadb(backing: Backing, backends: local.Backends, service: str) -> Iterator[None]:
     name = _database_name(backing, service)
-    connect: dict[str, Any] = {
-        "host": backends.mariadb_host,
-        "port": backends.mariadb_port,
-        "user": "root",
-        "password": "",
-        "autocommit": True,
-        "connect_timeout": 5,
-    }
-    with pymysql.connect(**connect) as conn:
-        conn.cursor().execute(f"CREATE DATABASE `{name}`")
     server = f"root@{backends.mariadb_host}:{backends.mariadb_port}"
+    # a MySQL database is a schema: SQLAlchemy's DDL quotes the name for the dialect
+    engine = create_engine(f"mysql+pymysql://{server}", isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(CreateSchema(name))
 
     def rewrite(match: re.Match[str]) -> str:
         return f"{match['scheme']}://{server}/{name}"
@@ -117,8 +113,9 @@ def _mariadb(backing: Backing, backends: local.Backends, service: str) -> Iterat
     try:
         yield
     finally:
-        with pymysql.connect(**connect) as conn:
-            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        with engine.connect() as conn:
+            conn.execute(DropSchema(name, if_exists=True))
+        engine.dispose()
 
 
 @contextmanager
