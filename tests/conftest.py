@@ -56,12 +56,22 @@ def _drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database on the real server; dropped afterwards."""
+def _fresh_pg_database() -> Iterator[str]:
     from forestops.store.database import get_engine
 
     name, url = _new_pg_database("forestops_test")
     yield url
     get_engine(url).dispose()
     _drop_pg_database(name)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the real server; dropped afterwards."""
+    yield from _fresh_pg_database()
+
+
+@pytest.fixture
+def other_pg_url() -> Iterator[str]:
+    """A second fresh database, for tests that move data from one to another (restore)."""
+    yield from _fresh_pg_database()
