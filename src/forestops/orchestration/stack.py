@@ -174,9 +174,16 @@ class EmbeddedStack:
             self._spawn(Service("web-ui", argv, env))
 
         from forestops.serving.app import create_app
+        from forestops.serving.connections import uvicorn_options
 
+        # the same connection limits as `forestops serve` (header/body timeouts, concurrency)
         self._serve(
-            BackgroundServer(create_app(settings), settings.up_host, settings.inference_port)
+            BackgroundServer(
+                create_app(settings),
+                settings.up_host,
+                settings.inference_port,
+                **uvicorn_options(settings),
+            )
         )
         self._runner = JobRunner(env, logging.getLogger().getEffectiveLevel())
         self._scheduler = EmbeddedScheduler(
