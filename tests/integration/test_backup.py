@@ -117,3 +117,31 @@ def test_backup_needs_mlflows_database_not_the_tracking_server(
     assert outcome.exit_code == 1
     assert "pass --mlflow-backend" in outcome.stderr
     assert not os.path.exists(tmp_path / "b")
+
+
+def test_an_embedded_home_restored_into_another_home_serves_the_same_answers(
+    tmp_path: Path, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite files and local artifact folders: the restored registry points at the new home's
+    folder (the old home is gone when the new one serves)."""
+    import shutil
+
+    records = course_rows(dataset_path, 100, skip=2000)[list(contract.FEATURE_NAMES)]
+    records = records.to_dict("records")
+    old_home, new_home = tmp_path / "old", tmp_path / "new"
+    settings = use({"FORESTOPS_HOME": str(old_home), "INFERENCE_RUNTIME": "native"}, monkeypatch)
+    seed_samples(settings, course_rows(dataset_path, 2000))
+    assert train(tiny(settings, train_candidates=("lightgbm",))).decision == "promoted"
+    served = answers(settings, records)
+    assert CliRunner().invoke(app, ["backup", str(tmp_path / "backup")]).exit_code == 0
+    key = (old_home / "model-signing.key").read_text()  # the embedded key is part of the home
+    shutil.rmtree(old_home)
+
+    settings = use({"FORESTOPS_HOME": str(new_home), "MODEL_SIGNING_KEY": key}, monkeypatch)
+    restored = CliRunner().invoke(app, ["restore", str(tmp_path / "backup")])
+
+    assert restored.exit_code == 0, restored.output
+    assert answers(settings, records) == served
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    where = client.get_model_version_download_uri(settings.model_name, "1")
+    assert where.startswith(new_home.as_uri())
