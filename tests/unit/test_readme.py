@@ -53,6 +53,9 @@ def test_every_cli_command_in_the_readme_exists() -> None:
         "ui",
         "monitor",
         "db",
+        "model",
+        "backup",
+        "restore",
     ):
         assert command in commands
         assert f"forestops {command}" in README
