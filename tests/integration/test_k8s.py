@@ -36,6 +36,7 @@ from forestops.fullstack.compose import (
     interpolate,
     load_compose,
     read_env_file,
+    references,
     service_argv,
 )
 
@@ -85,6 +86,11 @@ K8S_ONLY_ENV = {
 AIRFLOW_VALUE_DIFFERS = {
     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "the chart names the API server's Service airflow-api-server",
 }
+# Airflow volumes that differ on purpose.
+AIRFLOW_VOLUME_DIFFERS = {
+    "/opt/airflow/logs": "one volume for every Airflow service in compose; here each worker keeps "
+    "task logs on its own claim (workers.persistence) and the API server asks its log server",
+}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 EXPANSION = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 LOCAL_URL = re.compile(r"http://localhost:(\d+)(/[^\s'\"|]*)?")
@@ -109,7 +115,10 @@ def k8s_tree(tmp_path_factory: pytest.TempPathFactory, compose_env: dict[str, st
     tree = tmp_path_factory.mktemp("k8s") / "k8s"
     shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets.env"))
     names = read_env_file(SECRETS_EXAMPLE)
-    (tree / "base/secrets.env").write_text("".join(f"{k}={compose_env[k]}\n" for k in names))
+    # as the README's command: a name .env leaves out (an optional one, the webhook) stays empty
+    (tree / "base/secrets.env").write_text(
+        "".join(f"{k}={compose_env.get(k, '')}\n" for k in names)
+    )
     external = tree / "overlays/_external"
     external.mkdir()
     (external / "kustomization.yaml").write_text(
@@ -387,6 +396,53 @@ def test_workloads_equal_compose(
         check_probe(service, container)
 
 
+def compose_volumes(service: Mapping[str, Any]) -> list[tuple[str | None, str, bool]]:
+    """(source, target, read-only) of each volume of a service; no source: an anonymous one."""
+    out: list[tuple[str | None, str, bool]] = []
+    for volume in service.get("volumes", []):
+        parts = volume.split(":")
+        if len(parts) == 1:
+            out.append((None, parts[0], False))
+        else:
+            out.append((parts[0], parts[1], len(parts) > 2 and "ro" in parts[2].split(",")))
+    return out
+
+
+@pytest.mark.parametrize("render", FULL_RENDERS)
+def test_volumes_equal_compose(
+    render: str, rendered: dict[str, list[dict[str, Any]]], compose: dict[str, Any]
+) -> None:
+    """Each compose volume is in the pod at the same path and keeps what it keeps: a named volume
+    is a claim (MLflow's accounts, the databases: state a restart must not lose), an anonymous one
+    an emptyDir, a bind-mounted file a ConfigMap key with the file's content (a copy Kustomize can
+    load must not drift from the file compose mounts)."""
+    docs = rendered[render]
+    sources = config_and_secrets(docs)
+    by_name = workloads(docs)
+    for name, service in compose["services"].items():
+        if name in NOT_A_WORKLOAD:
+            continue
+        workload = by_name[k8s_name(name)]
+        volumes = {v["name"]: v for v in container_spec(workload).get("volumes", [])}
+        claims = {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", [])}
+        mounts = {m["mountPath"]: m for m in container_of(workload).get("volumeMounts", [])}
+        for source, target, read_only in compose_volumes(service):
+            where = f"{render}: compose {name} {target}"
+            if source is None:
+                assert "emptyDir" in volumes[mounts[target]["name"]], where
+            elif source in compose["volumes"]:
+                mount = mounts[target]["name"]
+                assert mount in claims or "persistentVolumeClaim" in volumes[mount], where
+            else:
+                folder = str(Path(target).parent)
+                mount = mounts.get(target) or mounts[folder]
+                key = mount.get("subPath") or Path(target).name
+                config_map = volumes[mount["name"]]["configMap"]["name"]
+                wanted = (DEPLOY / source).read_text()
+                assert sources["ConfigMap", config_map].get(key) == wanted, where
+                assert mount.get("readOnly", False) == read_only, where
+
+
 def test_every_store_is_reachable_only_by_its_compose_clients(
     rendered: dict[str, list[dict[str, Any]]], compose: dict[str, Any]
 ) -> None:
@@ -465,7 +521,7 @@ def test_no_secret_value_is_committed(rendered: dict[str, list[dict[str, Any]]])
     example = read_env_file(ENV_EXAMPLE)
     secret_names = read_env_file(SECRETS_EXAMPLE)
     assert secret_names and set(secret_names.values()) == {""}
-    assert set(secret_names) <= {k for k, v in example.items() if v == ""}
+    assert set(secret_names) <= {k for k, v in example.items() if v == ""} | optional_variables()
     config = read_env_file(CONFIG_ENV)
     assert config and {k: example.get(k) for k in config} == config, (
         "config.env: .env.example's non-secret names with its values"
@@ -487,6 +543,17 @@ def test_no_secret_value_is_committed(rendered: dict[str, list[dict[str, Any]]])
 
     secrets = find(rendered["base"], "Secret", "forestops-secrets")
     assert set(secrets["data"]) == set(secret_names)
+
+
+def optional_variables() -> set[str]:
+    """What compose reads only as `${NAME:-}` and .env.example leaves out (the webhook, whose URL
+    carries a token): a secret that may stay empty."""
+    uses: dict[str, set[tuple[str | None, str | None]]] = {}
+    for text in strings(load_compose()):
+        for match in references(text):
+            uses.setdefault(match.group("name"), set()).add((match.group("op"), match.group("arg")))
+    example = read_env_file(ENV_EXAMPLE)
+    return {name for name, ops in uses.items() if ops == {(":-", "")} and name not in example}
 
 
 # --- Airflow through the Helm chart -----------------------------------------------------------
@@ -558,6 +625,16 @@ def test_airflow_values_equal_compose(
         # the chart's helpers run the official image's /entrypoint, which ours has not
         if key not in ("migrateDatabaseJob", "createUserJob"):
             assert component["waitForMigrations"]["enabled"] is False, name
+        claims = {c["metadata"]["name"] for c in component.get("volumeClaimTemplates", [])}
+        mounts = {m["mountPath"]: m["name"] for m in component.get("extraVolumeMounts", [])}
+        for _, target, _ in compose_volumes(service):
+            if target in AIRFLOW_VOLUME_DIFFERS:
+                # the chart mounts each worker's own logs claim there
+                assert key != "workers" or component["persistence"]["enabled"] is True, name
+                continue
+            # a claim of the worker StatefulSet (the chart's volumeClaimTemplates need persistence)
+            assert mounts.get(target) in claims and component["persistence"]["enabled"], name
+
         if key in ("scheduler", "dagProcessor", "triggerer", "workers"):
             assert component["logGroomerSidecar"]["enabled"] is False, name
             assert component["livenessProbe"]["command"] == healthcheck_command(service), name
