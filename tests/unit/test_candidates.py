@@ -13,7 +13,12 @@ import pytest
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.candidates import CANDIDATES, build_candidates, stratified_split
+from forestops.modeling.candidates import (
+    CANDIDATES,
+    SMALL_DATA_ROWS,
+    build_candidates,
+    stratified_split,
+)
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.package import PROBABILITY_COLUMNS, ForestCoverModel
 from support.training_data import course_rows
@@ -122,19 +127,36 @@ def test_small_data_is_not_subsampled(rows: pd.DataFrame) -> None:
 def test_lightgbm_stops_early_on_a_validation_split_carved_from_training(
     rows: pd.DataFrame,
 ) -> None:
-    fitted = _fit("lightgbm", rows, lightgbm_max_rounds=400)
+    fitted = _fit("lightgbm", rows, lightgbm_max_rounds=400, lightgbm_validation_fraction=0.05)
     params = fitted.params
+    # small data: a 20% split (not 5%), then the model again on every row
     assert params["early_stopping_rows"] == pytest.approx(300, abs=4)
-    assert params["fit_rows"] + params["early_stopping_rows"] == len(rows)
     assert params["stopped_by"] == "early_stopping"
     assert params["best_iteration"] < 400
+    found_on = len(rows) - params["early_stopping_rows"]
+    assert params["refit_rounds"] == round(params["best_iteration"] * len(rows) / found_on)
+    assert params["fit_rows"] == len(rows)
+    booster = fitted.pipeline.named_steps["model"].booster_
+    assert booster.current_iteration() == params["refit_rounds"]
+    assert params["model__learning_rate"] == 0.05  # smaller steps on small data
     assert params["model__n_jobs"] == 1 and params["model__num_leaves"] == 15
+
+
+def test_boosting_on_large_data_keeps_its_split_and_fits_once() -> None:
+    (candidate,) = build_candidates(Settings(train_candidates=("lightgbm",)))
+    assert candidate.early_stopping is not None
+    assert candidate.early_stopping.validation_rows(297_655) == round(297_655 * 0.05)
+    assert candidate.early_stopping.validation_rows(SMALL_DATA_ROWS) == SMALL_DATA_ROWS // 20
+    assert candidate.early_stopping.validation_rows(80_000) == 10_000
+    assert candidate.early_stopping.validation_rows(26_789) == round(26_789 * 0.2)
+    assert candidate.pipeline.get_params()["model__learning_rate"] == 0.1
 
 
 def test_lightgbm_time_budget_ends_boosting(rows: pd.DataFrame) -> None:
     fitted = _fit("lightgbm", rows, lightgbm_max_rounds=400, lightgbm_time_budget_s=1e-6)
     assert fitted.params["stopped_by"] == "time_budget"
     assert fitted.params["best_iteration"] == 1
+    assert "refit_rounds" not in fitted.params  # a spent budget is not spent twice
     booster = fitted.pipeline.named_steps["model"].booster_
     assert booster.current_iteration() == 1
 
