@@ -563,8 +563,16 @@ def values() -> dict[str, Any]:
     return loaded
 
 
+def airflow_env_items(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The chart's custom environment of an Airflow container, in its order: `env` (plain values
+    only), then `extraEnv` (a list in a string, where secretKeyRef is possible)."""
+    assert not values.get("secret"), "the chart's `secret` list is not modelled here"
+    extra: list[dict[str, Any]] = yaml.safe_load(values.get("extraEnv") or "[]")
+    return [*values.get("env", []), *extra]
+
+
 def airflow_env(values: Mapping[str, Any], docs: list[dict[str, Any]]) -> dict[str, str]:
-    """What an Airflow container of the chart gets: extraEnvFrom, then `env` in order."""
+    """What an Airflow container of the chart gets: extraEnvFrom, then its environment in order."""
     sources = config_and_secrets(docs)
     start: dict[str, str] = {}
     for source in yaml.safe_load(values["extraEnvFrom"]):
@@ -574,7 +582,7 @@ def airflow_env(values: Mapping[str, Any], docs: list[dict[str, Any]]) -> dict[s
             else ("Secret", source["secretRef"])
         )
         start |= sources[kind, ref["name"]]
-    return resolve_env(values["env"], sources, start)
+    return resolve_env(airflow_env_items(values), sources, start)
 
 
 def test_airflow_values_name_only_what_the_base_defines(
@@ -600,6 +608,30 @@ def test_airflow_values_name_only_what_the_base_defines(
             expand(arg, env)
     assert {"airflow-db", "redis"} <= set(workloads(docs))
     assert values["postgresql"]["enabled"] is False and values["redis"]["enabled"] is False
+
+
+def test_airflow_holds_only_the_secrets_compose_gives_it(
+    values: dict[str, Any], rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Not MLflow's admin or reader password, nor a database's root password: a stolen worker
+    credential must not be worth more on the cluster than in compose."""
+    secrets = find(rendered["base"], "Secret", "forestops-secrets")
+    raw = load_compose()["services"]  # uninterpolated: the variables each service reads
+    given = {
+        match.group("name")
+        for name in AIRFLOW_COMPONENT_OF
+        for text in strings(raw[name])
+        for match in references(text)
+    } & set(secrets["data"])
+    held: set[str] = set()
+    for source in yaml.safe_load(values["extraEnvFrom"]):
+        if "secretRef" in source:
+            held |= set(config_and_secrets(rendered["base"])["Secret", source["secretRef"]["name"]])
+    for item in airflow_env_items(values):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            held.add(ref["key"])
+    assert held == given, f"held, not given: {held - given}; given, not held: {given - held}"
 
 
 def test_airflow_values_equal_compose(
