@@ -13,15 +13,17 @@ champion is first compiled by an unlimited server (the library is cached in FORE
 1,169-tree champion's compilers beside the server do not fit in 512 MiB (the kernel OOM-killed the
 server, 367 MB anonymous memory, then the compiler).
 (`systemd-run --scope -p CPUQuota=100% -p MemoryMax=512M` does the same where systemd runs.)
-The group's CPU weight is that of a 1-CPU request on a busy node (`cpu.shares`/`cpu.weight`
-10x the default: the neighbours on this shared 2-core host do not take the service's CPU, as
-Kubernetes' CPU request would guarantee; the quota still caps it at 1 CPU). API keys are on,
-`INFERENCE_THREADS` equals the CPU limit.
+API keys are on, `INFERENCE_THREADS` equals the CPU limit. The server's group, and a group of its
+own for the Locust processes (no quota), weigh 10x a default process (`cpu.shares`/`cpu.weight`):
+on this shared 2-core host the neighbours' jobs then do not take the CPU either side asks for, as
+a Kubernetes CPU request would guarantee the pod; the quota still caps the server at 1 CPU.
 
 `benchmarks/locustfile.py` then runs headless with `--processes` worker processes (plus the
 master) at each user count of `--users` for `--step-seconds` once all users are spawned
 (`--reset-stats`: the ramp is not measured); the most users whose single-record requests keep
-a client p99 under `--p99-ms` with no failure of any request are held for `--hold-seconds`, and if the hold misses, the next lower count.
+a client p99 under `--p99-ms` with no failure of any request are held for `--hold-seconds`, and
+if the hold misses, the next lower count (batches are reported beside: a 1,000-record batch alone
+takes ~60 ms of CPU).
 Meanwhile the champion alias flips between the two versions every `--flip-every` seconds, so the
 locustfile's `/reload` really swaps models under load. Beside Locust's figures: the service's own
 `/predict` latency histogram from /metrics (snapshots when all users are spawned and at the end;
@@ -60,47 +62,42 @@ from forestops.store.database import upgrade
 CGROUP = "forestops-bench"
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SINGLE, BATCH = "/predict (1 record)", "/predict (100-1,000 records)"
+WEIGHT = 10  # the groups' CPU weight, in default weights (a process of the neighbours has 1)
 
 
 class Cgroup:
-    """The server's CPU and memory limit, as a cgroup v2 group or a pair of v1 groups."""
+    """A CPU weight and optionally a CPU quota and memory limit: one cgroup v2 group, or on a v1
+    host a group in the cpu hierarchy (and one in the memory hierarchy, under the runner's own)."""
 
-    def __init__(self, cpus: float, memory_mib: int) -> None:
-        quota, memory = str(round(cpus * 100_000)), str(memory_mib * 1024 * 1024)
+    def __init__(self, name: str, cpus: float | None = None, memory_mib: int | None = None) -> None:
         root = Path("/sys/fs/cgroup")
         self.v2 = (root / "cgroup.controllers").exists()
+        quota = str(round(cpus * 100_000)) if cpus else None
+        memory = str(memory_mib * 2**20) if memory_mib else None
         if self.v2:
             (root / "cgroup.subtree_control").write_text("+cpu +memory")
-            self.cpu = self.memory = root / CGROUP
-            self.cpu.mkdir(exist_ok=True)
-            (self.cpu / "cpu.max").write_text(f"{quota} 100000")
-            (self.cpu / "cpu.weight").write_text("1000")
-            (self.memory / "memory.max").write_text(memory)
-            self.how = (
-                f'cgroup v2 `{self.cpu}`: `cpu.max` = "{quota} 100000", `cpu.weight` = 1000, '
-                f"`memory.max` = {memory}"
-            )
+            self.cpu = self.memory = root / name
+            settings = {"cpu.weight": str(100 * WEIGHT), "cpu.max": quota and f"{quota} 100000"}
+            settings["memory.max"] = memory
         else:
             own = next(
                 line.split(":", 2)[2]
                 for line in Path("/proc/self/cgroup").read_text().splitlines()
                 if line.split(":")[1] == "memory"
             )
-            self.cpu = root / "cpu" / CGROUP
-            self.memory = root / "memory" / own.strip("/") / CGROUP
-            for group in (self.cpu, self.memory):
+            self.cpu = root / "cpu" / name
+            self.memory = root / "memory" / own.strip("/") / name if memory else self.cpu
+            settings = {"cpu.shares": str(1024 * WEIGHT), "cpu.cfs_period_us": "100000"}
+            settings |= {"cpu.cfs_quota_us": quota, "memory.limit_in_bytes": memory}
+            settings["memory.max_usage_in_bytes"] = memory and "0"  # a reused group's peak
+        written = []
+        for file, value in settings.items():
+            if value is not None:
+                group = self.memory if file.startswith("memory") else self.cpu
                 group.mkdir(exist_ok=True)
-            (self.cpu / "cpu.cfs_period_us").write_text("100000")
-            (self.cpu / "cpu.cfs_quota_us").write_text(quota)
-            (self.cpu / "cpu.shares").write_text("10240")
-            (self.memory / "memory.limit_in_bytes").write_text(memory)
-            (self.memory / "memory.max_usage_in_bytes").write_text("0")  # a reused group's peak
-            self.how = (
-                f"cgroup v1 (this host has no v2 controllers, no systemd): `{self.cpu}` with "
-                f"`cpu.cfs_quota_us` = {quota} per `cpu.cfs_period_us` = 100000, `cpu.shares` = "
-                f"10240, and "
-                f"`{self.memory}` with `memory.limit_in_bytes` = {memory}"
-            )
+                (group / file).write_text(value)
+                written.append(f"`{group / file}` = {value}")
+        self.how = ", ".join(written)
 
     def prefix(self) -> list[str]:
         """A command prefix: the shell joins the groups, then execs the command in its place."""
@@ -204,6 +201,7 @@ class Run:
     client_cores: float = 0.0
     client_wall: float = 0.0
     rss_mib: tuple[float, float] = (0.0, 0.0)  # the server's, when measuring starts and ends
+    waiting: float = 0.0  # the server's threads' seconds runnable but without a CPU, per second
     exit_code: int = 0
 
     def figure(self, name: str, column: str) -> float:
@@ -222,6 +220,7 @@ def locust(
     base: str,
     run: Run,
     cgroup: Cgroup,
+    client: Cgroup,
     server_pid: int,
     env: dict[str, str],
     args: argparse.Namespace,
@@ -239,19 +238,23 @@ def locust(
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    while b"All users spawned" not in log.read_bytes():
+        process = subprocess.Popen(
+            [*client.prefix(), *command], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    # Locust resets its stats then; the second message when a worker's report came late
+    while not re.search(rb"All users spawned|Spawning is complete", log.read_bytes()):
         if process.poll() is not None or time.monotonic() - started > ramp + 120:
             raise RuntimeError(f"Locust never spawned its users: {log.read_text()[-3000:]}")
         time.sleep(0.1)
     before, reloads = scrape(base)
     cpu, periods, measured = group_cpu_seconds(server_pid), cgroup.throttling(), time.monotonic()
-    rss = rss_mib(server_pid)
+    rss, waited = rss_mib(server_pid), runqueue_seconds(server_pid)
     run.exit_code = process.wait(ramp + run.seconds + 300)
     after, reloads_after = scrape(base)
     run.rss_mib = (rss, rss_mib(server_pid))
     elapsed = time.monotonic() - measured
     run.server_cores = (group_cpu_seconds(server_pid) - cpu) / elapsed
+    run.waiting = (runqueue_seconds(server_pid) - waited) / elapsed
     periods_after = cgroup.throttling()
     run.throttled = (periods_after[1] - periods[1]) / max(1, periods_after[0] - periods[0])
     run.client_wall = time.monotonic() - started
@@ -271,11 +274,22 @@ def rss_mib(pid: int) -> float:
     return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
+def runqueue_seconds(pid: int) -> float:
+    """Time the server's threads spent ready to run while another task had the CPU (schedstat):
+    the neighbours' share of its latency, which its own histogram cannot tell from work."""
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            waited += int((task / "schedstat").read_text().split()[1])
+    return waited / 1e9
+
+
 def summary(run: Run) -> str:
     return (
         f"{run.figure('Aggregated', 'Requests/s'):.0f} req/s, p99 "
         f"{run.figure('Aggregated', '99%'):g} ms, failures {run.failures}, exit {run.exit_code}, "
-        f"server {run.server_cores:.2f} cores (throttled {run.throttled:.0%}), "
+        f"server {run.server_cores:.2f} cores (throttled {run.throttled:.0%}, waiting "
+        f"{run.waiting:.2f} s/s), "
         f"client {run.client_cores:.2f} cores, load {run.load_average:.2f}"
     )
 
@@ -341,7 +355,8 @@ def main() -> int:
         serve_ours(bin_dir, env, "compiled", compiler)
     finally:
         stop_all(compiler)
-    cgroup = Cgroup(args.cpus, args.memory_mib)
+    cgroup = Cgroup(CGROUP, args.cpus, args.memory_mib)
+    client = Cgroup(f"{CGROUP}-client")
     processes: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     try:
@@ -354,14 +369,14 @@ def main() -> int:
         steps: list[Run] = []
         for users in (int(u) for u in args.users.split(",")):
             steps.append(Run(users, args.step_seconds))
-            locust(base, steps[-1], cgroup, server.pid, env, args)
+            locust(base, steps[-1], cgroup, client, server.pid, env, args)
             if not steps[-1].ok(args.p99_ms):
                 break
         held: list[Run] = []
         good = [s.users for s in steps if s.ok(args.p99_ms)] or [steps[0].users]
         for users in reversed(good):
             held.append(Run(users, args.hold_seconds))
-            locust(base, held[-1], cgroup, server.pid, env, args)
+            locust(base, held[-1], cgroup, client, server.pid, env, args)
             if held[-1].ok(args.p99_ms):
                 break
     finally:
@@ -369,7 +384,9 @@ def main() -> int:
         stop_all(processes)
         memory = f"peak {cgroup.peak_mib():.0f} MiB, OOM kills {cgroup.oom_kills()}"
         cgroup.remove()
-    print(report(model, steps, held, cgroup.how, memory, args))
+        client.remove()
+    how = f"server: {cgroup.how}; Locust: {client.how}"
+    print(report(model, steps, held, how, memory, args))
     return 0 if held[-1].ok(args.p99_ms) else 1
 
 
@@ -390,9 +407,9 @@ def report(
         "every 10 s.",
         "",
         "| users | s | requests | req/s | failures | single p50 / p99 (ms) | batch p50 / p99 "
-        "| all p99 | service p50 / p99 at most | server cores (throttled) | client cores "
-        "| load avg |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| all p99 | service p50 / p99 at most | server cores (throttled) | server waiting for a CPU "
+        "(s/s) | client cores | load avg |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in [*steps, *held]:
         label = f"**{run.users}** (held)" if any(run is h for h in held) else str(run.users)
@@ -403,7 +420,8 @@ def report(
             f"| {f(SINGLE, '50%'):g} / {f(SINGLE, '99%'):g} "
             f"| {f(BATCH, '50%'):g} / {f(BATCH, '99%'):g} | {f('Aggregated', '99%'):g} "
             f"| {bucket_ms(run.service, 50):g} / {bucket_ms(run.service, 99):g} "
-            f"| {run.server_cores:.2f} ({run.throttled:.0%}) | {run.client_cores:.2f} "
+            f"| {run.server_cores:.2f} ({run.throttled:.0%}) | {run.waiting:.2f} "
+            f"| {run.client_cores:.2f} "
             f"| {run.load_average:.2f} |"
         )
     last = held[-1]
