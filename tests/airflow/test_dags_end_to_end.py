@@ -4,6 +4,8 @@ service as real processes (from the project's .venv, as in the compose stack), r
 One story, in order: ingest a batch, train and promote a champion, the inference service reloads
 it and answers a real prediction; a second training run with nothing new skips; a new batch
 reopens the gate. Training is kept tiny through the settings (one LightGBM with a few rounds).
+Then the crafted-model attack (issue 20) against the same stack: a code-running champion planted
+in the registry is refused unloaded by the running service and by the training DAG's gate.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import DAG
 from airflow.utils.state import DagRunState, TaskInstanceState
+from mlflow.tracking import MlflowClient
 
 from forestops.config import Settings, get_settings
 from forestops.pipeline.freshness import check_new_data
+from forestops.pipeline.promote import TAG_DECISION_REASON
 from forestops.store.database import get_engine
 from forestops.webserver import free_port
+from support.crafted_model import plant_crafted_champion
 
 ROOT = Path(__file__).resolve().parents[2]
 FORESTOPS = ROOT / ".venv/bin/forestops"  # the app environment: FastAPI newer than Airflow allows
@@ -96,6 +101,9 @@ def stack(
     }
     for key, value in settings_env.items():
         monkeypatch.setenv(key, value)
+    # Create the MLflow store once, before the service's first refresh and a DAG task race to
+    # (sqlite: "table ... already exists"), as `forestops up` does (orchestration.stack).
+    MlflowClient(settings_env["MLFLOW_TRACKING_URI"]).search_experiments(max_results=1)
     data_api_env = {
         **os.environ,
         "FORESTOPS_HOME": str(tmp_path / "data-api"),
@@ -195,3 +203,36 @@ def test_ingest_train_serve_then_skip_until_new_data(stack: Stack, dataset_path:
     _run(data_dag)
     assert _count(stack.settings, "ingestion_batches") == 4
     assert check_new_data(stack.settings).has_new_data
+
+
+def test_a_crafted_champion_is_refused_by_the_service_and_the_training_dags_gate(
+    stack: Stack, dataset_path: Path, tmp_path: Path
+) -> None:
+    data_dag, training_dag = (
+        stack.dags["forest_cover_data_pipeline"],
+        stack.dags["forest_training_pipeline"],
+    )
+    _run(data_dag)
+    _run(training_dag)  # version 1, signed by the DAG's training task, served
+    marker = tmp_path / "code-ran"
+    crafted, _ = plant_crafted_champion(stack.settings, dataset_path, marker)
+
+    reload = httpx.post(
+        f"{stack.inference_url}/reload", headers={"X-API-Key": ADMIN_KEY}, timeout=60
+    )
+    assert reload.status_code == 409, reload.text
+    assert f"refused version {crafted}" in reload.json()["detail"]
+    assert httpx.get(f"{stack.inference_url}/health", timeout=10).json()["model_version"] == "1"
+
+    _run(data_dag)  # new rows: the training DAG trains and gates against the planted champion
+    states = _run(training_dag)
+
+    assert set(states.values()) == {TaskInstanceState.SUCCESS}, states
+    assert not marker.exists()
+    client = MlflowClient(stack.settings.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias(stack.settings.model_name, "champion")
+    assert int(champion.version) == int(crafted) + 1
+    reason = champion.tags[TAG_DECISION_REASON]
+    assert f"current champion v{crafted} was refused without being loaded" in reason
+    health = httpx.get(f"{stack.inference_url}/health", timeout=10).json()
+    assert health["model_version"] == str(champion.version)  # the DAG's reload swapped it in

@@ -6,6 +6,8 @@ registers it and points `champion` at it. The inference service, the training ga
 monitor must each refuse it without deserialising it (no marker), say why, and go on with what
 they trust. Real MLflow stores, real training, the real app; the pickle is proven to run code
 when MLflow loads it, so a missing marker means the check stopped it, not a harmless payload.
+The same attack through Airflow's training DAG and a `forestops serve` process:
+tests/airflow/test_dags_end_to_end.py.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import mlflow
 import pytest
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
@@ -32,16 +32,9 @@ from forestops.modeling.integrity import (
     sign_files,
     signing_key,
 )
-from forestops.modeling.package import log_forest_model
-from forestops.modeling.tracking import (
-    PRIMARY_METRIC,
-    TAG_CANDIDATE,
-    TAG_KIND,
-    mlflow_uris,
-)
 from forestops.pipeline.monitor import monitor
 from forestops.pipeline.promote import TAG_DECISION_REASON
-from forestops.pipeline.train import TAG_MAX_BATCH_ID, train
+from forestops.pipeline.train import train
 from forestops.serving.app import create_app
 from forestops.serving.holder import ModelHolder
 from forestops.store.database import get_engine
@@ -55,48 +48,10 @@ from support.champion import (
     tiny_pipeline,
     version_files,
 )
+from support.crafted_model import RunsCode, plant_crafted_champion
 from support.training_data import course_rows, seed_samples, tiny
 
 WEAK = {"train_candidates": ("logistic_regression",), "logreg_max_rows": 100}
-
-
-class RunsCode:
-    """Unpickling this calls exec: what a crafted python_model.pkl does the moment it is loaded."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('code ran')",))
-
-
-def plant_crafted_champion(
-    settings: Settings, dataset: Path, marker: Path, *, signature: str | None = None
-) -> tuple[str, Path]:
-    """Do what a registry writer without the key can: log a forestops-looking model, swap its
-    pickle for one that runs code, register it (with `signature` copied onto the version, if
-    given) and alias it champion. Returns (version, the model's files)."""
-    uri = settings.mlflow_tracking_uri
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(settings.mlflow_experiment_name)
-    assert experiment is not None
-    frame = read_rows(dataset, 300)
-    with mlflow_uris(uri):
-        with mlflow.start_run(
-            experiment_id=experiment.experiment_id,
-            tags={TAG_KIND: "candidate", TAG_CANDIDATE: "lightgbm", TAG_MAX_BATCH_ID: "1"},
-        ):
-            mlflow.log_metric(PRIMARY_METRIC, 0.999)
-            info = log_forest_model(tiny_pipeline(frame, 2))
-        files = Path(
-            client.get_logged_model(info.model_id).artifact_location.removeprefix("file://")
-        )
-        (files / "python_model.pkl").write_bytes(pickle.dumps(RunsCode(marker)))
-        version = str(mlflow.register_model(info.model_uri, settings.model_name).version)
-    if signature is not None:
-        client.set_model_version_tag(settings.model_name, version, TAG_SIGNATURE, signature)
-    client.set_registered_model_alias(settings.model_name, settings.champion_alias, version)
-    return version, files
 
 
 @pytest.fixture(scope="module")
