@@ -184,7 +184,7 @@ def test_alertmanager_delivers_a_firing_alert_to_the_webhook(
     receiver, url = webhook
     (tmp_path / "notify_webhook_url").write_text(url)
     config = ALERTMANAGER_CONFIG.read_text()
-    key_file = "api_url_file: /etc/alertmanager/notify_webhook_url"
+    key_file = "api_url_file: /run/secrets/notify_webhook_url"
     assert config.count(key_file) == 1
     assert config.count("group_wait: 30s") == 1
     config = config.replace(key_file, f"api_url_file: {tmp_path / 'notify_webhook_url'}")
