@@ -59,6 +59,8 @@ EXPECTED_SERVICES = {
     "streamlit",  # the UI, under the original's name
     "data-api",
     "prometheus",
+    "alertmanager",  # Prometheus' alerts to the webhook (profile monitoring)
+    "statsd-exporter",  # Airflow's StatsD metrics for Prometheus
     "grafana",
 }
 # Published ports per profile (None = always): the UIs and APIs a person opens, nothing else.

@@ -76,6 +76,8 @@ NOT_A_WORKLOAD = {
     "lb": "the Service lb (balanced, ready replicas only) and the Ingress of overlays/production",
     "prometheus": "your cluster's Prometheus, through the pods' scrape annotations",
     "grafana": "your cluster's Grafana",
+    "alertmanager": "your cluster's Alertmanager, with deploy/alertmanager/alertmanager.yml",
+    "statsd-exporter": "the Airflow Helm chart's statsd exporter (statsd.enabled)",
 }
 # Variables only the Kubernetes side sets, and why.
 K8S_ONLY_ENV = {
@@ -85,6 +87,7 @@ K8S_ONLY_ENV = {
 # Airflow settings whose value differs on purpose.
 AIRFLOW_VALUE_DIFFERS = {
     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "the chart names the API server's Service airflow-api-server",
+    "AIRFLOW__METRICS__STATSD_HOST": "the chart's own statsd exporter is the Service airflow-statsd",
 }
 # Airflow volumes that differ on purpose.
 AIRFLOW_VOLUME_DIFFERS = {

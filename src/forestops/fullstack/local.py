@@ -36,6 +36,9 @@ REPLACED_JOBS = {"minio-init"}
 # Profiles started: `offline` (the built-in data API); `monitoring` needs Prometheus and Grafana
 # binaries, which are not installed here.
 PROFILES = {"offline"}
+# Services outside any profile that do not run here, and the settings that stop the others from
+# looking for them: Airflow's StatsD client would resolve `statsd-exporter` when it starts.
+NOT_RUN = {"statsd-exporter": {"AIRFLOW__METRICS__STATSD_ON": "False"}}
 INFERENCE_REPLICAS = 2
 
 

@@ -56,6 +56,7 @@ def services_to_run(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         | local.REDIS_SERVICES
         | local.S3_SERVICES
         | local.REPLACED_JOBS
+        | set(local.NOT_RUN)
     )
     return {
         name: service
@@ -148,6 +149,8 @@ def _process(
         key: files.get(str(value), mapper(str(value)))
         for key, value in (service.get("environment") or {}).items()
     }
+    for switched_off in local.NOT_RUN.values():
+        env |= {key: value for key, value in switched_off.items() if key in env}
     depends = {dep: spec.get("condition", "service_started") for dep, spec in _depends(service)}
     one_shot = service.get("restart") == "no"
     if image in local.IMAGE_BIN:
