@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest request body (more: 413)"
     )
+    max_explain_rows: int = Field(
+        500,
+        ge=1,
+        description="Most records per request with ?explain= (more: 413); TreeSHAP costs "
+        "~100x a prediction",
+    )
     model_poll_interval_s: float = Field(60.0, ge=0, description="0 disables polling")
     model_startup_wait_s: float = Field(
         30.0, ge=0, description="Start-up wait for the tracking server before serving the cache"

@@ -20,20 +20,28 @@ from forestops import contract
 _IDX = {name: i for i, name in enumerate(contract.NUMERIC_NAMES)}
 _N_AREAS = len(contract.WILDERNESS_AREAS)
 _N_SOILS = len(contract.SOIL_TYPES)
-_ENGINEERED = (
-    "hydrology_euclidean",
-    "elevation_minus_vertical_hydrology",
-    "elevation_minus_horizontal_hydrology",
-    "hydrology_plus_fire",
-    "hydrology_minus_fire_abs",
-    "hydrology_plus_roads",
-    "hydrology_minus_roads_abs",
-    "fire_plus_roads",
-    "fire_minus_roads_abs",
-    "hillshade_sum",
-    "aspect_sin",
-    "aspect_cos",
-)
+_WATER_H = "horizontal_distance_to_hydrology"
+_WATER_V = "vertical_distance_to_hydrology"
+_ROADS = "horizontal_distance_to_roadways"
+_FIRE = "horizontal_distance_to_fire_points"
+# Each engineered column, in `_engineered`'s order, with the contract features it is computed from:
+# explanations hand a column's contribution back to these (modeling.explain), and
+# tests/unit/test_explain.py checks by perturbation that each column reads exactly these.
+ENGINEERED_SOURCES: dict[str, tuple[str, ...]] = {
+    "hydrology_euclidean": (_WATER_H, _WATER_V),
+    "elevation_minus_vertical_hydrology": ("elevation", _WATER_V),
+    "elevation_minus_horizontal_hydrology": ("elevation", _WATER_H),
+    "hydrology_plus_fire": (_WATER_H, _FIRE),
+    "hydrology_minus_fire_abs": (_WATER_H, _FIRE),
+    "hydrology_plus_roads": (_WATER_H, _ROADS),
+    "hydrology_minus_roads_abs": (_WATER_H, _ROADS),
+    "fire_plus_roads": (_FIRE, _ROADS),
+    "fire_minus_roads_abs": (_FIRE, _ROADS),
+    "hillshade_sum": ("hillshade_9am", "hillshade_noon", "hillshade_3pm"),
+    "aspect_sin": ("aspect",),
+    "aspect_cos": ("aspect",),
+}
+_ENGINEERED = tuple(ENGINEERED_SOURCES)
 
 Categorical = Literal["ordinal", "onehot"]
 
@@ -99,6 +107,16 @@ class ContractEncoder(TransformerMixin, BaseEstimator):
         else:
             blocks.append(np.column_stack([area, soil]).astype(np.float64))
         return np.hstack(blocks)
+
+    def column_sources(self) -> list[tuple[str, ...]]:
+        """For each column of the model matrix, the contract features it is computed from."""
+        sources: list[tuple[str, ...]] = [(name,) for name in contract.NUMERIC_NAMES]
+        if self.engineered:
+            sources += ENGINEERED_SOURCES.values()
+        widths = (_N_AREAS, _N_SOILS) if self.categorical == "onehot" else (1, 1)
+        for name, width in zip(contract.CATEGORICAL_NAMES, widths, strict=True):
+            sources += [(name,)] * width
+        return sources
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         names = list(contract.NUMERIC_NAMES)

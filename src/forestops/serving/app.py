@@ -52,6 +52,14 @@ from forestops.serving.auth import make_guards
 from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
 from forestops.serving.decode import Arrays, InvalidRecords, records_to_arrays
 from forestops.serving.errors import brief, capped
+from forestops.serving.explanations import (
+    CSV_COLUMNS,
+    CsvExplainQuery,
+    ExplainQuery,
+    csv_cells,
+    explained,
+    explainer,
+)
 from forestops.serving.holder import ModelHolder, RefreshResult, ServedModel, trained_at_iso
 from forestops.serving.metrics import MetricsMiddleware, ServiceMetrics
 from forestops.serving.monitoring_gauges import MonitoringCollector
@@ -110,6 +118,10 @@ _DESCRIPTION = """Classifies forest cover type (UCI Covertype, 7 classes) with t
   `Authorization: Bearer <key>`. `/reload` then needs `ADMIN_API_KEY`. `/health` and `/metrics`
   are always open.
 * Request bodies are limited to `MAX_BODY_BYTES` and `MAX_BATCH_ROWS` records (413 beyond).
+* `?explain=true` (or `all`) on `/predict` and `?explain=true` on `/predict/csv` say why: the
+  base value and each contract feature's contribution to the class's raw score, exact for
+  LightGBM models (TreeSHAP; the `explain` parameter says how engineered features are
+  attributed); other models answer 422.
 """
 
 
@@ -272,7 +284,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         openapi_extra=_predict_body_schema(settings),
         summary="Classify one record (a JSON object) or a batch (a JSON array of records)",
     )
-    async def predict(request: Request) -> Response:
+    async def predict(request: Request, explain: ExplainQuery = "false") -> Response:
         started = time.perf_counter()
         served = served_model()
         _require_json(request.headers.get("content-type"))
@@ -283,18 +295,26 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             arrays = await anyio.to_thread.run_sync(
                 _decode_body, body, settings.max_batch_rows, records_adapter
             )
+        rows = len(arrays[0])
+        explaining = explain != "false"
+        if explaining:  # refused before any work is done
+            explain_with = explainer(served, explain, rows, settings.max_explain_rows)
         probabilities = await _predict(served, arrays, settings.inference_threads)
         labels = probabilities.argmax(axis=1)
         metrics.count_predictions(labels)
         log_records(request.headers.get("x-request-id"), served, arrays, probabilities, started)
         names = contract.CLASS_NAMES
+        predictions = [
+            {"cover_type": label, "cover_type_name": names[label], "probabilities": probs}
+            for label, probs in zip(labels.tolist(), probabilities.tolist(), strict=True)
+        ]
+        if explaining:
+            explanation = await anyio.to_thread.run_sync(explain_with.explain, *arrays)
+            explained(predictions, explanation, labels, every=explain == "all")
         payload = {
             "model_name": served.model_name,
             "model_version": served.ref.version,
-            "predictions": [
-                {"cover_type": label, "cover_type_name": names[label], "probabilities": probs}
-                for label, probs in zip(labels.tolist(), probabilities.tolist(), strict=True)
-            ],
+            "predictions": predictions,
         }
         return Response(orjson.dumps(payload), media_type="application/json")
 
@@ -306,7 +326,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 "content": {"text/csv": {"schema": {"type": "string"}}},
                 "description": "The input columns, then cover_type_pred, cover_type_name, "
                 "probability_0..probability_6 (cells that a spreadsheet would run as a formula "
-                "get a leading `'`)",
+                "get a leading `'`); with ?explain=true then base_value and "
+                "contribution_<feature> for each contract feature (the predicted class's)",
             },
             **_error_responses(400, 401, 413, 503),
             422: _VALIDATION_ERROR,
@@ -315,7 +336,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         openapi_extra=_CSV_BODY,
         summary="Upload a CSV (canonical or course header), get it back with predictions",
     )
-    async def predict_csv(request: Request) -> Response:
+    async def predict_csv(request: Request, explain: CsvExplainQuery = "false") -> Response:
         served = served_model()
         async with request.form(max_files=1, max_fields=8) as form:
             file = form.get("file")
@@ -328,11 +349,19 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         def score() -> str:
             started = time.perf_counter()
             parsed = parse_csv(data, settings.max_batch_rows)
-            probabilities = served.predict(parsed.numeric, parsed.area, parsed.soil)
-            metrics.count_predictions(probabilities.argmax(axis=1))
             arrays = (parsed.numeric, parsed.area, parsed.soil)
+            if explain == "true":
+                explain_with = explainer(
+                    served, explain, len(parsed.rows), settings.max_explain_rows
+                )
+            probabilities = served.predict(*arrays)
+            labels = probabilities.argmax(axis=1)
+            metrics.count_predictions(labels)
             log_records(None, served, arrays, probabilities, started)
-            return render_csv(parsed, probabilities)
+            if explain == "false":
+                return render_csv(parsed, probabilities)
+            cells = csv_cells(explain_with.explain(*arrays), labels)
+            return render_csv(parsed, probabilities, CSV_COLUMNS, cells)
 
         try:
             text = await anyio.to_thread.run_sync(score)

@@ -212,18 +212,27 @@ def _parse_row(
     return (numbers, (categories[0], categories[1])) if ok else None
 
 
-def render_csv(parsed: ParsedCsv, probabilities: np.ndarray) -> str:
+def render_csv(
+    parsed: ParsedCsv,
+    probabilities: np.ndarray,
+    extra_columns: tuple[str, ...] = (),
+    extra_cells: list[list[str]] | None = None,
+) -> str:
+    """The upload's rows with the prediction columns, then `extra_columns` (one list of
+    `extra_cells` per row, e.g. an explanation)."""
     labels = probabilities.argmax(axis=1)
+    extra = extra_cells or [[] for _ in parsed.rows]
     out = io.StringIO()
     writer = csv.writer(out, delimiter=parsed.delimiter, lineterminator="\n")
-    writer.writerow([*map(inert, parsed.header), *PREDICTION_COLUMNS])
-    for row, label, probs in zip(parsed.rows, labels, probabilities, strict=True):
+    writer.writerow([*map(inert, parsed.header), *PREDICTION_COLUMNS, *extra_columns])
+    for row, label, probs, cells in zip(parsed.rows, labels, probabilities, extra, strict=True):
         writer.writerow(
             [
                 *map(inert, row),
                 int(label),
                 contract.CLASS_NAMES[label],
                 *(f"{p:.6f}" for p in probs),
+                *cells,
             ]
         )
     return out.getvalue()

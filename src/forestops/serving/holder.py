@@ -34,6 +34,7 @@ import pandas as pd
 
 from forestops import contract
 from forestops.config import Settings
+from forestops.modeling.explain import Explainer, explainer_for
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.integrity import (
     TAG_SIGNATURE,
@@ -76,6 +77,8 @@ class ServedModel:
     path: Path
     runtime: Runtime
     runtime_note: str | None = None  # why a LightGBM model is not (yet) served compiled
+    explainer: Explainer | None = None  # `?explain=` answers (always the booster's TreeSHAP)
+    unexplainable: str | None = None  # why there is no explainer
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,7 @@ class ModelHolder:
         single_threaded(model)
         predict, runtime = make_predictor(model)
         smoke_test(model, predict)
+        explainer, unexplainable = explainer_for(model)
         return ServedModel(
             model=model,
             predict=predict,
@@ -282,6 +286,8 @@ class ModelHolder:
             model_name=self.settings.model_name,
             path=path,
             runtime=runtime,
+            explainer=explainer,
+            unexplainable=unexplainable,
         )
 
     # --- the compiled runtime -------------------------------------------------------------------

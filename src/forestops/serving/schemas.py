@@ -92,11 +92,38 @@ class ErrorDetail(BaseModel):
     detail: str
 
 
+_CONTRIBUTION_FIELDS: dict[str, Any] = {name: (float, ...) for name in contract.FEATURE_NAMES}
+Contributions: type[BaseModel] = create_model(
+    "Contributions",
+    __config__=ConfigDict(extra="forbid", title="Contributions"),
+    __doc__="Each contract feature's contribution to the class's raw score (softmax logit): "
+    "positive pushes towards the class, negative away from it.",
+    **_CONTRIBUTION_FIELDS,
+)
+
+
+class ClassExplanation(BaseModel):
+    cover_type: int = Field(ge=0, le=6, description="The class explained")
+    cover_type_name: str
+    base_value: float = Field(description="The model's expected raw score for this class")
+    raw_score: float = Field(
+        description="The model's raw score for this class on this record: base_value plus the "
+        "sum of the contributions (within 1e-6)"
+    )
+    contributions: Contributions  # type: ignore[valid-type]
+
+
 class Prediction(BaseModel):
     cover_type: int = Field(ge=0, le=6, description="Predicted class id (course numbering 0..6)")
     cover_type_name: str
     probabilities: list[float] = Field(
         min_length=7, max_length=7, description="Class probabilities, indexed by class id"
+    )
+    explanation: ClassExplanation | None = Field(
+        None, description="With ?explain=true or all: why the predicted class"
+    )
+    explanations: list[ClassExplanation] | None = Field(
+        None, description="With ?explain=all: every class the model knows, by class id"
     )
 
 

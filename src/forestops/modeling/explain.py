@@ -1,0 +1,120 @@
+"""Why a model answered what it did, in the contract's twelve features, exactly.
+
+What is exact: LightGBM computes TreeSHAP itself (`Booster.predict(..., pred_contrib=True)`):
+for every row and class, one contribution per model input column plus a base value (the model's
+expected raw score), summing to the raw score (the class's softmax logit). Those columns are the
+`ContractEncoder`'s: the ten contract numbers, the engineered Covertype features, and one code
+column per category. Each column's contribution is handed to the contract features it is
+computed from (`ContractEncoder.column_sources`): a raw number or a category code to itself,
+`aspect_sin`/`aspect_cos` wholly to aspect, and a column computed from several features
+(`hillshade_sum`, `hydrology_plus_fire`, ...) in equal shares to each of them. The split moves
+no contribution in or out, so base + the twelve contributions = the raw score (to float rounding,
+~1e-12); the equal split of a shared column is a convention, the rest is TreeSHAP itself.
+
+What is refused: models whose exact contributions LightGBM does not give (logistic regression,
+SVC, random forest here; the `shap` library, which would estimate them, is not a dependency) and
+two-class LightGBM models (their one raw score does not explain each class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from forestops import contract
+
+if TYPE_CHECKING:
+    from lightgbm import Booster
+
+    from forestops.modeling.package import ForestCoverModel
+
+METHOD = (
+    "LightGBM TreeSHAP (Booster.predict pred_contrib) over the model's input columns; an "
+    "engineered column's contribution is split equally among the contract features it is "
+    "computed from"
+)
+
+
+class NotExplainable(ValueError):
+    """The model has no exact per-feature contributions; the message says why."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Contributions of `n` records to each class the model knows, in raw-score units.
+
+    `classes[k]` is the contract class id of position k; `contributions[i, k, f]` is feature
+    `contract.FEATURE_NAMES[f]`'s share of record i's raw score for that class.
+    """
+
+    classes: np.ndarray  # (K,)
+    base: np.ndarray  # (n, K)
+    contributions: np.ndarray  # (n, K, 12)
+
+    @property
+    def raw_scores(self) -> np.ndarray:
+        return np.asarray(self.base + self.contributions.sum(axis=2))
+
+    def position(self, class_id: int) -> int:
+        return int(np.searchsorted(self.classes, class_id))
+
+
+def shares(sources: list[tuple[str, ...]]) -> np.ndarray:
+    """(model columns, contract features): how much of each column's contribution each feature
+    gets (1 for its only source, 1/m for each of m sources)."""
+    index = {name: i for i, name in enumerate(contract.FEATURE_NAMES)}
+    matrix = np.zeros((len(sources), len(index)))
+    for column, names in enumerate(sources):
+        for name in names:
+            matrix[column, index[name]] = 1.0 / len(names)
+    return matrix
+
+
+class Explainer:
+    """Explains one fitted forestops model; raises NotExplainable when it cannot."""
+
+    def __init__(self, model: ForestCoverModel) -> None:
+        from lightgbm import LGBMClassifier
+
+        estimator: Any = model.estimator
+        kind = type(estimator).__name__
+        if not isinstance(estimator, LGBMClassifier):
+            raise NotExplainable(
+                f"the model is a {kind}: exact per-feature contributions exist here only for "
+                "LightGBM models (TreeSHAP, computed by LightGBM itself)"
+            )
+        self.classes = np.asarray(estimator.classes_, dtype=np.int64)
+        if len(self.classes) < 3:
+            raise NotExplainable(
+                f"the model knows {len(self.classes)} classes: a two-class LightGBM raw score "
+                "does not explain each class"
+            )
+        self.booster: Booster = estimator.booster_
+        self.encode = model.encoder.encode_arrays
+        self.shares = shares(model.encoder.column_sources())
+        if self.shares.shape[0] != self.booster.num_feature():
+            raise NotExplainable(
+                f"the booster reads {self.booster.num_feature()} columns, the encoder writes "
+                f"{self.shares.shape[0]}"
+            )
+
+    def explain(self, numeric: np.ndarray, area: np.ndarray, soil: np.ndarray) -> Explanation:
+        matrix = self.encode(numeric, area, soil)
+        columns = matrix.shape[1]
+        raw = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=1))
+        per_class = raw.reshape(len(matrix), len(self.classes), columns + 1)
+        return Explanation(
+            classes=self.classes,
+            base=per_class[:, :, columns],
+            contributions=per_class[:, :, :columns] @ self.shares,
+        )
+
+
+def explainer_for(model: ForestCoverModel) -> tuple[Explainer | None, str | None]:
+    """The model's explainer, or None and why not."""
+    try:
+        return Explainer(model), None
+    except NotExplainable as error:
+        return None, str(error)

@@ -1,0 +1,209 @@
+"""`?explain=` against the real service on a real tiny LightGBM champion, checked against LightGBM
+itself: `Booster.predict(..., pred_contrib=True)` and `raw_score=True` on the same rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from forestops import contract
+from forestops.modeling.features import ContractEncoder, frame_to_arrays
+from forestops.serving.app import create_app
+from forestops.serving.holder import ModelHolder
+from support.champion import ChampionStore, champion_store, log_candidate, read_rows
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> ChampionStore:
+    return champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
+
+
+@pytest.fixture(scope="module")
+def holder(store: ChampionStore) -> Iterator[ModelHolder]:
+    model_holder = ModelHolder(store.settings)
+    model_holder.start()
+    yield model_holder
+    model_holder.stop()
+
+
+@pytest.fixture(scope="module")
+def client(store: ChampionStore, holder: ModelHolder) -> Iterator[TestClient]:
+    with TestClient(create_app(store.settings, holder)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def frame(dataset_path: Path) -> pd.DataFrame:
+    """Real rows the champion was not trained on, canonical columns, labels dropped."""
+    return read_rows(dataset_path, 3060).iloc[3000:][list(contract.FEATURE_NAMES)]
+
+
+@pytest.fixture(scope="module")
+def lightgbm_view(holder: ModelHolder, frame: pd.DataFrame) -> dict[str, Any]:
+    """What LightGBM itself says about `frame`: per-column contributions (n, 7, columns + 1),
+    raw scores (n, 7), and the names of the model's input columns."""
+    served = holder.current
+    assert served is not None
+    booster = served.model.estimator.booster_
+    encoder = served.model.encoder
+    matrix = encoder.encode_arrays(*frame_to_arrays(frame))
+    contributions = np.asarray(booster.predict(matrix, pred_contrib=True))
+    return {
+        "contributions": contributions.reshape(len(frame), 7, matrix.shape[1] + 1),
+        "raw": np.asarray(booster.predict(matrix, raw_score=True)),
+        "columns": list(encoder.get_feature_names_out()),
+    }
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return frame.to_dict(orient="records")
+
+
+def test_explain_true_adds_up_to_lightgbms_raw_score_for_the_predicted_class(
+    client: TestClient, frame: pd.DataFrame, lightgbm_view: dict[str, Any]
+) -> None:
+    plain = client.post("/predict", json=_records(frame)).json()["predictions"]
+    response = client.post("/predict?explain=true", json=_records(frame))
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    for row, (prediction, unexplained) in enumerate(zip(predictions, plain, strict=True)):
+        assert prediction["probabilities"] == unexplained["probabilities"]
+        assert "explanations" not in prediction
+        explanation = prediction["explanation"]
+        label = prediction["cover_type"]
+        assert (explanation["cover_type"], explanation["cover_type_name"]) == (
+            label,
+            contract.CLASS_NAMES[label],
+        )
+        assert list(explanation["contributions"]) == list(contract.FEATURE_NAMES)
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert abs(total - lightgbm_view["raw"][row, label]) < 1e-6
+        assert abs(explanation["raw_score"] - lightgbm_view["raw"][row, label]) < 1e-6
+        assert explanation["base_value"] == pytest.approx(
+            lightgbm_view["contributions"][row, label, -1], abs=1e-12
+        )
+    # without explain, nothing is added
+    assert all(set(p) == {"cover_type", "cover_type_name", "probabilities"} for p in plain)
+
+
+def test_explain_all_explains_every_class(
+    client: TestClient, frame: pd.DataFrame, lightgbm_view: dict[str, Any]
+) -> None:
+    single = _records(frame.iloc[:1])[0]
+    body = client.post("/predict?explain=all", json=single).json()
+    prediction = body["predictions"][0]
+    explanations = prediction["explanations"]
+    assert [e["cover_type"] for e in explanations] == list(contract.CLASS_IDS)
+    for class_id, explanation in enumerate(explanations):
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert abs(total - lightgbm_view["raw"][0, class_id]) < 1e-6
+    assert explanations[prediction["cover_type"]] == prediction["explanation"]
+
+
+def test_contract_features_get_exactly_their_columns_contributions(
+    client: TestClient, frame: pd.DataFrame, lightgbm_view: dict[str, Any]
+) -> None:
+    """The documented attribution, written out by hand: a feature's own column, all of the
+    columns computed from it alone, an equal share of the columns it shares."""
+    predictions = client.post("/predict?explain=true", json=_records(frame)).json()["predictions"]
+    columns = lightgbm_view["columns"]
+    for row, prediction in enumerate(predictions):
+        got = prediction["explanation"]["contributions"]
+        per_column = lightgbm_view["contributions"][row, prediction["cover_type"], :-1]
+        each = dict(zip(columns, per_column, strict=True))
+        expected = {
+            "slope": each["slope"],
+            "aspect": each["aspect"] + each["aspect_sin"] + each["aspect_cos"],
+            "wilderness_area": each["wilderness_area_code"],
+            "soil_type": each["soil_type_code"],
+            "hillshade_noon": each["hillshade_noon"] + each["hillshade_sum"] / 3,
+            "elevation": each["elevation"]
+            + each["elevation_minus_vertical_hydrology"] / 2
+            + each["elevation_minus_horizontal_hydrology"] / 2,
+            "horizontal_distance_to_roadways": each["horizontal_distance_to_roadways"]
+            + (
+                each["hydrology_plus_roads"]
+                + each["hydrology_minus_roads_abs"]
+                + each["fire_plus_roads"]
+                + each["fire_minus_roads_abs"]
+            )
+            / 2,
+        }
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, abs=1e-12), name
+
+
+def test_csv_explain_appends_the_predicted_class_contributions(
+    client: TestClient, frame: pd.DataFrame, lightgbm_view: dict[str, Any]
+) -> None:
+    upload = frame.to_csv(index=False).encode()
+    response = client.post(
+        "/predict/csv?explain=true", files={"file": ("sites.csv", upload, "text/csv")}
+    )
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == len(frame)
+    for row, record in enumerate(rows):
+        label = int(record["cover_type_pred"])
+        total = float(record["base_value"]) + sum(
+            float(record[f"contribution_{name}"]) for name in contract.FEATURE_NAMES
+        )
+        assert abs(total - lightgbm_view["raw"][row, label]) < 1e-6
+    plain = client.post("/predict/csv", files={"file": ("sites.csv", upload, "text/csv")})
+    assert "base_value" not in plain.text.splitlines()[0]
+
+
+def test_explain_asks_are_bounded_and_checked(
+    store: ChampionStore, holder: ModelHolder, frame: pd.DataFrame
+) -> None:
+    settings = store.settings.model_copy(update={"max_explain_rows": 2})
+    with TestClient(create_app(settings, holder)) as limited:
+        records = _records(frame.iloc[:3])
+        too_many = limited.post("/predict?explain=true", json=records)
+        assert too_many.status_code == 413
+        assert "MAX_EXPLAIN_ROWS=2" in too_many.json()["detail"]
+        assert limited.post("/predict?explain=true", json=records[:2]).status_code == 200
+        assert limited.post("/predict", json=records).status_code == 200
+        unknown = limited.post("/predict?explain=maybe", json=records[:1])
+        assert unknown.status_code == 422
+        assert unknown.json()["detail"][0]["loc"] == ["query", "explain"]
+
+
+def test_a_model_without_exact_contributions_refuses_to_explain_and_still_predicts(
+    store: ChampionStore, frame: pd.DataFrame, dataset_path: Path
+) -> None:
+    settings = store.settings.model_copy(update={"model_name": "forest-cover-linear"})
+    training = read_rows(dataset_path, 2000)
+    linear = Pipeline(
+        [
+            ("encode", ContractEncoder("onehot", engineered=False)),
+            ("model", LogisticRegression(max_iter=50)),
+        ]
+    ).fit(training[list(contract.FEATURE_NAMES)], training[contract.LABEL])
+    log_candidate(settings, linear, 0.7)
+    linear_holder = ModelHolder(settings)
+    linear_holder.start()
+    try:
+        with TestClient(create_app(settings, linear_holder)) as app:
+            records = _records(frame.iloc[:2])
+            refused = app.post("/predict?explain=true", json=records)
+            assert refused.status_code == 422
+            (error,) = refused.json()["detail"]
+            assert error["loc"] == ["query", "explain"]
+            assert error["type"] == "not_explainable"
+            assert "LogisticRegression" in error["msg"] and "LightGBM" in error["msg"]
+            upload = {"file": ("s.csv", frame.iloc[:2].to_csv(index=False).encode(), "text/csv")}
+            assert app.post("/predict/csv?explain=true", files=upload).status_code == 422
+            assert app.post("/predict", json=records).status_code == 200
+    finally:
+        linear_holder.stop()
