@@ -71,6 +71,7 @@ def main() -> None:
                 "held_out": float((predict(held_x) == held_y).mean()),
                 "fit_s": round(seconds, 1),
                 "rounds": fitted.params.get("best_iteration"),
+                "refit_rounds": fitted.params.get("refit_rounds"),
                 "stopped_by": fitted.params.get("stopped_by"),
             }
         champion = max(scores, key=lambda name: float(scores[name]["eval"] or 0))
