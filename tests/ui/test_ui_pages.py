@@ -97,6 +97,42 @@ def test_single_prediction_shows_the_class_the_service_gives(ui_env: UiStack) ->
     assert sum(len(trace["y"]) for trace in probabilities) == len(contract.CLASS_IDS)
 
 
+@pytest.mark.parametrize(
+    ("language", "towards", "away", "elevation"),
+    [
+        ("en", "towards", "away from", "Elevation 2,596 m"),
+        ("es", "a favor de", "en contra de", "Elevación 2.596 m"),
+    ],
+)
+def test_a_single_prediction_says_why_in_words_and_bars(
+    ui_env: UiStack, language: str, towards: str, away: str, elevation: str
+) -> None:
+    record = example_record()
+    explained = httpx.post(
+        f"{ui_env.api_url}/predict?explain=true", json=[record], timeout=30
+    ).json()["predictions"][0]["explanation"]
+    app = open_page("predict", language)
+    for feature in contract.NUMERIC_FEATURES:
+        app.number_input(key=f"single_{feature.name}").set_value(int(record[feature.name]))
+    app.button(key="single_predict").click().run()
+    assert_clean(app)
+    cover = contract.COVER_TYPES[explained["cover_type"]]
+    name = cover.name_es if language == "es" else cover.name
+    assert TEXT["why_title"][language].format(name=name) in [h.value for h in app.subheader]
+    reasons = " ".join(_texts(app, "markdown"))
+    strongest = max(explained["contributions"].values(), key=abs)
+    amount = f"{strongest:+.2f}".replace(".", "," if language == "es" else ".")
+    assert f"→ {towards if strongest >= 0 else away} {name} {amount}" in reasons
+    bars = _charts(app)["single_explanation"]["data"][0]
+    assert len(_values(bars["y"])) == len(contract.FEATURE_NAMES)
+    assert elevation in _values(bars["y"])
+    pushes = dict(zip(_values(bars["y"]), _values(bars["x"]), strict=True))
+    assert pushes[elevation] == pytest.approx(explained["contributions"]["elevation"])
+    assert sum(pushes.values()) + explained["base_value"] == pytest.approx(
+        explained["raw_score"], abs=1e-6
+    )
+
+
 def test_the_design_example_csv_works_as_is(ui_env: UiStack) -> None:
     app = _upload(open_page("predict"), "example.csv", EXAMPLE_CSV.encode())
     assert not app.error, _texts(app, "error")

@@ -58,6 +58,29 @@ def probability_chart(probabilities: Sequence[float], chosen: int) -> go.Figure:
     return figure
 
 
+def contribution_chart(reasons: Sequence[tuple[str, str, float]], chosen: int) -> go.Figure:
+    """Signed horizontal bars, one per feature (label with its value), strongest on top; the
+    hover text is the reason in words."""
+    shown = list(reversed(reasons))  # Plotly draws the first bar at the bottom
+    figure = go.Figure(
+        go.Bar(
+            x=[amount for _, _, amount in shown],
+            y=[label for label, _, _ in shown],
+            orientation="h",
+            marker_color=["#2e7d32" if amount >= 0 else "#c62828" for _, _, amount in shown],
+            text=[f"{amount:+.2f}" for _, _, amount in shown],
+            hovertext=[sentence for _, sentence, _ in shown],
+            hoverinfo="text",
+        )
+    )
+    figure.update_layout(
+        height=60 + 28 * len(shown),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title=t("push_axis", name=class_label(chosen)),
+    )
+    return figure
+
+
 def confusion_chart(matrix: Sequence[Sequence[float]]) -> go.Figure:
     names = class_names()[: len(matrix)]
     figure = px.imshow(

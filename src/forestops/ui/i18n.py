@@ -208,6 +208,29 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     },
     "confidence": {"en": "Confidence", "es": "Confianza"},
     "model_version": {"en": "Model version", "es": "Versión del modelo"},
+    "why_title": {"en": "Why {name}?", "es": "¿Por qué {name}?"},
+    "why_caption": {
+        "en": "Each bar is how far one input moved the model's score for {name} (log-odds) from "
+        "its average, {base}; the bars add up to the score exactly (TreeSHAP). Green pushes "
+        "towards {name}, red away from it.",
+        "es": "Cada barra indica cuánto movió una entrada la puntuación del modelo para {name} "
+        "(log-odds) respecto a su media, {base}; las barras suman exactamente la puntuación "
+        "(TreeSHAP). El verde empuja hacia {name}, el rojo en contra.",
+    },
+    "why_unavailable": {
+        "en": "No explanation for this answer: {reason}",
+        "es": "Esta respuesta no tiene explicación: {reason}",
+    },
+    "reason_towards": {
+        "en": "{feature} {value} → towards {name} {amount}",
+        "es": "{feature} {value} → a favor de {name} {amount}",
+    },
+    "reason_away": {
+        "en": "{feature} {value} → away from {name} {amount}",
+        "es": "{feature} {value} → en contra de {name} {amount}",
+    },
+    "push_axis": {"en": "Push towards {name}", "es": "Empuje hacia {name}"},
+    "reason_column": {"en": "Reason {n}", "es": "Motivo {n}"},
     "probability": {"en": "Probability", "es": "Probabilidad"},
     "cover_type": {"en": "Cover type", "es": "Tipo de cubierta"},
     "batch_help": {
@@ -617,6 +640,14 @@ def feature_help(name: str) -> str:
     unit = t(f"unit.{spec.unit}")
     accepted = t("range", minimum=spec.minimum, maximum=spec.maximum, unit=unit)
     return f"{described}. {accepted}."
+
+
+def number(value: float, decimals: int = 0, signed: bool = False) -> str:
+    """`value` as the reader writes numbers: 3,150.5 in English, 3.150,5 in Spanish."""
+    text = f"{value:{'+' if signed else ''},.{decimals}f}"
+    if language() == "es":
+        text = text.translate(str.maketrans(",.", ".,"))
+    return text
 
 
 def category_label(feature: str, code: str) -> str:

@@ -7,10 +7,10 @@ HTTP status codes or httpx exception types.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 import streamlit as st
@@ -118,18 +118,56 @@ def metadata(settings: Settings) -> dict[str, Any]:
         return result
 
 
-def predict(settings: Settings, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _explain(explain: bool) -> dict[str, str]:
+    return {"explain": "true"} if explain else {}
+
+
+def predict(
+    settings: Settings, records: Sequence[Mapping[str, Any]], explain: bool = False
+) -> dict[str, Any]:
     """One call for the whole list (the API's batch path), answers in the records' order."""
     with _client(settings) as client:
-        result: dict[str, Any] = _checked(client.post("/predict", json=list(records))).json()
+        response = client.post("/predict", json=list(records), params=_explain(explain))
+        result: dict[str, Any] = _checked(response).json()
         return result
 
 
-def predict_csv(settings: Settings, data: bytes, filename: str = "records.csv") -> bytes:
-    """The service's CSV path: the input columns plus prediction and probability columns."""
+def predict_csv(
+    settings: Settings, data: bytes, filename: str = "records.csv", explain: bool = False
+) -> bytes:
+    """The service's CSV path: the input columns plus prediction and probability columns (and
+    with `explain`, base_value and contribution_<feature>)."""
     with _client(settings) as client:
         files = {"file": (filename, data, "text/csv")}
-        return _checked(client.post("/predict/csv", files=files)).content
+        response = client.post("/predict/csv", files=files, params=_explain(explain))
+        return _checked(response).content
+
+
+Answer = TypeVar("Answer")
+
+
+def explain_refusal(error: ApiError) -> str | None:
+    """The service's reason for not explaining (a model without exact contributions, too many
+    records), or None when `error` is about something else."""
+    detail = error.detail
+    if error.status_code == 422 and isinstance(detail, list) and detail:
+        first = detail[0]
+        if isinstance(first, dict) and first.get("loc") == ["query", "explain"]:
+            return str(first.get("msg", ""))
+    if error.status_code == 413 and "MAX_EXPLAIN_ROWS" in str(detail):
+        return str(detail)
+    return None
+
+
+def explained(call: Callable[[bool], Answer]) -> tuple[Answer, str | None]:
+    """`call(True)` (with explanations); if the service will not explain, `call(False)` and why."""
+    try:
+        return call(True), None
+    except ApiError as error:
+        reason = explain_refusal(error)
+        if reason is None:
+            raise
+        return call(False), reason
 
 
 def _api_key_of(settings: Settings) -> tuple[str, str | None]:

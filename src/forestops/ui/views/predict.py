@@ -18,11 +18,14 @@ import streamlit as st
 from forestops import contract
 from forestops.config import Settings, get_settings
 from forestops.redact import redact_uri
-from forestops.ui.charts import probability_chart, with_class_names
+from forestops.ui.charts import contribution_chart, probability_chart, with_class_names
 from forestops.ui.csv_input import EXAMPLE_CSV, CsvCheck, check_csv, to_csv_bytes
+from forestops.ui.explain import reasons, top_reasons
 from forestops.ui.guard import guard
-from forestops.ui.i18n import category_label, class_label, feature_help, feature_label, t
-from forestops.ui.inference import predict, predict_csv, recent_health
+from forestops.ui.i18n import category_label, class_label, feature_help, feature_label, number, t
+from forestops.ui.inference import explained, predict, predict_csv, recent_health
+
+REASONS = 3  # per row in the table and CSV results
 
 DEFAULT_RECORD: dict[str, Any] = {
     **{feature.name: feature.default for feature in contract.NUMERIC_FEATURES},
@@ -43,14 +46,39 @@ EXAMPLE_RECORDS: tuple[dict[str, Any], ...] = (
 )
 
 
-def _answer(prediction: dict[str, Any], model_version: object) -> None:
+def _answer(
+    prediction: dict[str, Any],
+    model_version: object,
+    record: dict[str, Any],
+    why_not: str | None,
+) -> None:
     chosen = int(prediction["cover_type"])
     probabilities = prediction["probabilities"]
     st.success(t("predicted_as", name=class_label(chosen), id=chosen), icon=":material/forest:")
     confidence, version = st.columns(2)
     confidence.metric(t("confidence"), f"{probabilities[chosen]:.1%}")
     version.metric(t("model_version"), str(model_version or "—"))
-    st.plotly_chart(probability_chart(probabilities, chosen), key="single_probabilities")
+    answer, why = st.columns(2)
+    with answer:
+        st.plotly_chart(probability_chart(probabilities, chosen), key="single_probabilities")
+    with why:
+        _why(prediction.get("explanation"), record, why_not)
+
+
+def _why(explanation: dict[str, Any] | None, record: dict[str, Any], why_not: str | None) -> None:
+    """The explanation beside the answer: the strongest reasons in words, then every feature's
+    push as a signed bar."""
+    if explanation is None:
+        st.info(t("why_unavailable", reason=why_not or "—"), icon=":material/help:")
+        return
+    name = class_label(int(explanation["cover_type"]))
+    st.subheader(t("why_title", name=name))
+    ranked = reasons(explanation, record)
+    st.markdown("\n".join(f"- {sentence}" for _, sentence, _ in ranked[:REASONS]))
+    st.plotly_chart(
+        contribution_chart(ranked, int(explanation["cover_type"])), key="single_explanation"
+    )
+    st.caption(t("why_caption", name=name, base=number(explanation["base_value"], 2)))
 
 
 def _single(settings: Settings) -> None:
@@ -82,8 +110,14 @@ def _single(settings: Settings) -> None:
     if submitted:
         st.session_state.pop("single_answer", None)
         with guard("api"):
-            body = predict(settings, [record])
-            st.session_state["single_answer"] = (body["predictions"][0], body.get("model_version"))
+            body, why_not = explained(partial(predict, settings, [record]))
+            prediction = body["predictions"][0]
+            st.session_state["single_answer"] = (
+                prediction,
+                body.get("model_version"),
+                record,
+                why_not,
+            )
     if "single_answer" in st.session_state:
         _answer(*st.session_state["single_answer"])
 
@@ -92,7 +126,23 @@ def _predicted_frame(inputs: pd.DataFrame, predictions: list[dict[str, Any]]) ->
     labels = [int(p["cover_type"]) for p in predictions]
     confidence = [max(p["probabilities"]) for p in predictions]
     result = inputs.reset_index(drop=True).assign(cover_type=labels, confidence=confidence)
+    explanations = [p.get("explanation") for p in predictions]
+    result = _with_reasons(result, explanations)
     return with_class_names(result).rename(columns={"class": t("cover_type")})
+
+
+def _with_reasons(frame: pd.DataFrame, explanations: list[dict[str, Any] | None]) -> pd.DataFrame:
+    """`frame` plus the top reasons of each row's explanation (none: `frame` unchanged)."""
+    if not explanations or any(e is None for e in explanations):
+        return frame
+    records = frame.to_dict("records")
+    rows = [
+        top_reasons(explanation, record, REASONS)
+        for explanation, record in zip(explanations, records, strict=True)
+        if explanation is not None
+    ]
+    columns = {t("reason_column", n=n + 1): [row[n] for row in rows] for n in range(REASONS)}
+    return frame.assign(**columns)
 
 
 def _editor_config() -> dict[str, Any]:
@@ -147,7 +197,7 @@ def _batch(settings: Settings) -> None:
                 for row in rows.to_dict("records")
             ]
             with guard("api"):
-                body = predict(settings, records)
+                body, _ = explained(partial(predict, settings, records))
                 st.session_state["batch_answer"] = _predicted_frame(rows, body["predictions"])
     if "batch_answer" in st.session_state:
         st.dataframe(st.session_state["batch_answer"], hide_index=True, key="batch_result")
@@ -173,10 +223,35 @@ def _csv_problem(check: CsvCheck) -> None:
     )
 
 
+def _csv_explanations(frame: pd.DataFrame) -> list[dict[str, Any] | None]:
+    """The explanation of each row of the service's CSV answer (`?explain=true` columns)."""
+    if "base_value" not in frame.columns:
+        return []
+    columns = [f"contribution_{name}" for name in contract.FEATURE_NAMES]
+    return [
+        {
+            "cover_type": int(label),
+            "base_value": float(base),
+            "contributions": dict(zip(contract.FEATURE_NAMES, map(float, cells), strict=True)),
+        }
+        for label, base, cells in zip(
+            frame["cover_type_pred"],
+            frame["base_value"],
+            frame[columns].itertuples(index=False),
+            strict=True,
+        )
+    ]
+
+
 def _csv_result(result: bytes, labels: pd.Series | None, file_name: str) -> None:
     frame = pd.read_csv(io.BytesIO(result))
+    explanations = _csv_explanations(frame)
+    if explanations:
+        frame = _with_reasons(frame, explanations)
+        result = frame.to_csv(index=False).encode("utf-8")  # the download carries the reasons
+    numbers = [c for c in frame.columns if c == "base_value" or c.startswith("contribution_")]
     shown = with_class_names(
-        frame.drop(columns=["cover_type_name"], errors="ignore"), "cover_type_pred"
+        frame.drop(columns=["cover_type_name", *numbers], errors="ignore"), "cover_type_pred"
     )
     shown = shown.rename(columns={"class": t("cover_type")})
     if labels is not None:
@@ -224,7 +299,9 @@ def _csv(settings: Settings) -> None:
     if answer is None or answer[0] != digest:
         st.session_state.pop("csv_answer", None)
         with guard("api"), st.spinner(t("predicting")):
-            result = predict_csv(settings, to_csv_bytes(check.features), upload.name)
+            result, _ = explained(
+                partial(predict_csv, settings, to_csv_bytes(check.features), upload.name)
+            )
             st.session_state["csv_answer"] = (digest, result)
     if "csv_answer" in st.session_state:
         _csv_result(st.session_state["csv_answer"][1], check.labels, upload.name)
