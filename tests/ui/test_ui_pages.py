@@ -140,6 +140,11 @@ def test_the_design_example_csv_works_as_is(ui_env: UiStack) -> None:
     expected = ui_env.predict([example_record()])
     assert result["cover_type_pred"].tolist() == expected
     assert result["Cover type"].tolist() == [contract.CLASS_NAMES[expected[0]]]
+    reasons = [result[f"Reason {n}"][0] for n in (1, 2, 3)]
+    assert all(
+        " → " in reason and contract.CLASS_NAMES[expected[0]] in reason for reason in reasons
+    )
+    assert "contribution_elevation" not in result.columns  # in the download, not on the page
     assert any(button.label == "Download predictions" for button in app.get("download_button"))
 
 
@@ -215,6 +220,7 @@ def test_the_table_predicts_edited_added_and_remaining_rows_in_one_call(ui_env: 
     ]
     assert result["elevation"].tolist() == [r["elevation"] for r in records]
     assert result["cover_type"].tolist() == ui_env.predict(records)
+    assert result["Reason 1"].str.contains(" → ").all()
 
 
 def test_analytics_charts_the_ingested_data(ui_env: UiStack) -> None:
