@@ -281,3 +281,33 @@ def test_a_dead_database_never_fails_a_prediction_and_counts_backlog_and_drops(
     assert _metric(metrics, "forestops_prediction_log_write_errors_total") >= 1
     dropped = logger.dropped.collect()[0].samples[0].value
     assert dropped == 100  # at shutdown the backlog is dropped, and counted
+
+
+def test_answers_of_an_earlier_version_are_not_the_champions_class_shift(
+    settings: Settings, dataset_path: Path
+) -> None:
+    """A promotion inside the window: what version 0 answered (all one class here) is no shift
+    of the champion's predictions, but its inputs still count for input drift."""
+    seed_samples(settings, course_rows(dataset_path, TRAIN_ROWS))
+    served = course_rows(dataset_path, 1000, skip=TRAIN_ROWS)
+    _serve(settings, _records(served))
+    earlier = [
+        {
+            "logged_at": datetime.now(UTC),
+            "request_id": f"earlier-{i}",
+            "model_version": "0",
+            "features": record,
+            "prediction": 6,
+            "probability": 1.0,
+            "latency_ms": 1.0,
+        }
+        for i, record in enumerate(_records(served))
+    ]
+    with get_engine(settings.database_url).begin() as conn:
+        conn.execute(prediction_log.insert(), earlier)
+
+    report = monitor(settings)
+
+    assert report.rows["served"] == 2000  # inputs of both versions
+    assert report.prediction_shift is not None
+    assert report.prediction_shift < settings.monitor_psi_threshold, report.reasons

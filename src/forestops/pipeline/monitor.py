@@ -117,7 +117,7 @@ def monitor(settings: Settings, now: datetime | None = None) -> MonitorReport:
             "skipped", f"{len(reference)} reference rows in the store", created_at=now
         )
     ingested = _samples(engine, forest_cover_samples.c.batch_id > int(tag))
-    served, served_classes = _served(engine, window_start)
+    served, served_classes = _served(engine, window_start, champion.version or champion.run_id)
     report = _judge(
         settings, champion, model, reference, {"served": served, "ingested": ingested},
         served_classes,
@@ -191,7 +191,7 @@ def _judge(
         if psi > threshold
     ]
     shift = None
-    if "served" in judged:
+    if len(served_classes) >= settings.monitor_min_rows:
         scored = reference.sample(
             min(len(reference), _REFERENCE_SCORED_ROWS), random_state=settings.train_seed
         )
@@ -268,14 +268,18 @@ def _samples(engine: Engine, condition: Any) -> pd.DataFrame:
         return pd.read_sql(select(*columns).where(condition), conn)
 
 
-def _served(engine: Engine, since: datetime) -> tuple[pd.DataFrame, np.ndarray]:
-    query = select(prediction_log.c.features, prediction_log.c.prediction).where(
-        prediction_log.c.logged_at >= since
-    )
+def _served(engine: Engine, since: datetime, version: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every input served in the window (inputs drift whichever model answered them), and the
+    classes the champion itself predicted: an earlier version's answers in the same window
+    would otherwise count as a shift of the new champion."""
+    query = select(
+        prediction_log.c.features, prediction_log.c.prediction, prediction_log.c.model_version
+    ).where(prediction_log.c.logged_at >= since)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     frame = pd.DataFrame([row.features for row in rows], columns=list(contract.FEATURE_NAMES))
-    return frame, np.array([row.prediction for row in rows], dtype=np.int64)
+    classes = [row.prediction for row in rows if row.model_version == version]
+    return frame, np.array(classes, dtype=np.int64)
 
 
 def _load(settings: Settings, champion: ServingModelRef) -> Any:
