@@ -71,6 +71,14 @@ PUBLISHED = {
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|(?<!ACCESS)_KEYS?$|TOKEN|REDISCLI_AUTH")
 URL_PASSWORD = re.compile(r"://[^:/@\s]*:(?P<password>\$\{[^}]*\}|[^@\s/]+)@")
 REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]*\}$")
+# A shell here-document (`<<EOF` ... `EOF`): its body reaches the program on standard input.
+HERE_DOCUMENT = re.compile(r"<<-?\s*(['\"]?)(\w+)\1[^\n]*\n.*?^\s*\2\s*$", re.DOTALL | re.MULTILINE)
+# (service, variable) whose secret is on a command line anyway, and why; each must still occur.
+ARGV_SECRET_EXCEPTIONS = {
+    ("mlflow-migrate", "MLFLOW_DB_PASSWORD"): "`mlflow db upgrade` takes the URL only as argument",
+    ("airflow-admin", "AIRFLOW_ADMIN_PASSWORD"): "FAB's `users create` reads it from --password "
+    "or a terminal only, and `users import` sets no password",
+}
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +222,55 @@ def test_secrets_only_come_from_env_and_must_be_set(compose: dict[str, Any]) -> 
     assert all(SECRET_NAME.search(name) for name in secret_variables), secret_variables
 
 
+def _argv_texts(service: dict[str, Any]) -> list[str]:
+    """What a service puts on command lines: entrypoint, command and healthcheck words."""
+    texts = []
+    for key in ("entrypoint", "command"):
+        value = service.get(key) or []
+        texts += [value] if isinstance(value, str) else [str(word) for word in value]
+    test = service.get("healthcheck", {}).get("test") or []
+    texts += [test] if isinstance(test, str) else [str(word) for word in test]
+    return texts
+
+
+def _secrets_on_command_lines(compose: dict[str, Any], env: dict[str, str]) -> set[tuple[str, str]]:
+    """(service, secret variable) for each secret a service's argv holds: its value interpolated
+    by compose, or a shell reference to a variable holding it outside a here-document (the shell
+    would expand it into a program's arguments, as `--password="$$MYSQL_ROOT_PASSWORD"` did)."""
+    secrets = {name: env[name] for name, value in read_env_file(ENV_EXAMPLE).items() if not value}
+    found = set()
+    for name, service in interpolate(compose, env)["services"].items():
+        environment = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        for text in _argv_texts(service):
+            outside = HERE_DOCUMENT.sub("", text)
+            for secret, value in secrets.items():
+                holders = {k for k, v in environment.items() if value in v}
+                shell = any(re.search(rf"\$\{{?{k}\b", outside) for k in holders)
+                if value in text or shell:
+                    found.add((name, secret))
+    return found
+
+
+def test_no_secret_is_on_a_command_line(compose: dict[str, Any], env: dict[str, str]) -> None:
+    """A process's argv is readable by every user of the host (`ps`, /proc/PID/cmdline); its
+    environment only by its owner: secrets go to programs through the environment or stdin."""
+    assert _secrets_on_command_lines(compose, env) == set(ARGV_SECRET_EXCEPTIONS)
+
+
+def test_the_command_line_check_catches_a_password_argument(
+    compose: dict[str, Any], env: dict[str, str]
+) -> None:
+    services = compose["services"]
+    redis = {**services["redis"], "command": ["redis-server", "--requirepass", "${REDIS_PASSWORD}"]}
+    database = {
+        **services["mlflow-db"],
+        "healthcheck": {"test": ["CMD-SHELL", 'mysqladmin ping --password="$$MYSQL_PASSWORD"']},
+    }
+    broken = {**compose, "services": {**services, "redis": redis, "mlflow-db": database}}
+    found = _secrets_on_command_lines(broken, env) - set(ARGV_SECRET_EXCEPTIONS)
+    assert found == {("redis", "REDIS_PASSWORD"), ("mlflow-db", "MLFLOW_DB_PASSWORD")}
+
+
 def test_compose_refuses_to_start_without_the_secrets(compose: dict[str, Any]) -> None:
     with pytest.raises(MissingVariable):
         interpolate(compose, read_env_file(ENV_EXAMPLE))
@@ -301,7 +358,9 @@ def test_the_mlflow_commands_parse_and_upgrade_the_schema_first(resolved: dict[s
     assert _parse_click(cli, migrate[1:]) == ["db", "upgrade"]
     assert _parse_click(cli, server[1:]) == ["server"]
     assert _conditions(services["mlflow"])["mlflow-migrate"] == "service_completed_successfully"
-    assert migrate[3] == server[server.index("--backend-store-uri") + 1]
+    # the server reads the URL (with the database password) from its environment, not its argv
+    assert "--backend-store-uri" not in server
+    assert migrate[3] == services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
     assert server[server.index("--workers") + 1] == "1"
     assert "mlflow:5000" in server[server.index("--allowed-hosts") + 1].split(",")
     assert "--serve-artifacts" in server
