@@ -5,7 +5,7 @@ as `forestops ingest [--harvest]` and the embedded scheduler of `forestops up`).
 
 - fetch_data: `harvest_batch` (INGEST_HARVEST, the default; `ingest_batch` otherwise): fetch the
   batch again and again until calls stop bringing new rows, the batch changes or the time budget
-  (0.9 x MIN_UPDATE_TIME_S, inside the task's 5-minute timeout) is spent; every sample is
+  (0.9 x MIN_UPDATE_TIME_S, inside the task's 8-minute timeout) is spent; every sample is
   archived (MinIO), validated, deduplicated, quarantined and loaded in ONE database transaction,
   with the batch's estimated coverage on its lineage row. Fetch and load are one call on
   purpose: the payload is archived before the transaction, and a failed load is recorded as a
@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
     doc_md=__doc__,
 )
 def forest_cover_data_pipeline() -> None:
-    @task(execution_timeout=timedelta(minutes=5))
+    # a harvest (up to 0.9 x the 300 s window) plus one call's retry budget (SOURCE_RETRY_BUDGET_S)
+    @task(execution_timeout=timedelta(minutes=8))
     def fetch_data() -> dict[str, Any]:
         from dataclasses import asdict
 

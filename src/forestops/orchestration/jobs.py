@@ -22,7 +22,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from forestops.config import Settings, get_settings
+from pydantic import ValidationError
+
+from forestops.config import Settings, describe_invalid, get_settings
 from forestops.logs import configure_logging
 from forestops.source.client import SourceError
 
@@ -38,9 +40,11 @@ def ingest(settings: Settings) -> dict[str, Any]:
 
 
 def train(settings: Settings) -> dict[str, Any]:
-    from forestops.pipeline.train import train as train_models
+    """A training tick trains only when rows arrived since the last training: the rule Airflow's
+    `check_new_data` applies, in one place (`model_ops.train_on_request`)."""
+    from forestops.pipeline.model_ops import train_on_request
 
-    result = train_models(settings)
+    result, _ = train_on_request(settings, force=False, actor="scheduler")
     return {
         "status": result.status,
         "summary": result.summary(),
@@ -74,9 +78,12 @@ def main(argv: list[str]) -> int:
         outcome = JOBS[name](get_settings())
     except KeyboardInterrupt as stop:
         outcome = {"status": "error", "error": f"interrupted ({stop}) before it finished"}
+    except ValidationError as invalid:  # a bad setting: one line naming it, no traceback
+        outcome = {"status": "error", "error": f"bad setting {describe_invalid(invalid)}"}
+    except SourceError as error:  # the client's message already says what and what to do
+        outcome = {"status": "error", "error": str(error)}
     except Exception as error:
-        if not isinstance(error, SourceError):
-            log.exception("%s failed", name)
+        log.exception("%s failed", name)
         outcome = {"status": "error", "error": f"{type(error).__name__}: {error}"}
     result_file.write_text(json.dumps(outcome))
     return 1 if outcome["status"] == "error" else 0
