@@ -71,6 +71,11 @@ PUBLISHED = {
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|(?<!ACCESS)_KEYS?$|TOKEN|REDISCLI_AUTH")
 URL_PASSWORD = re.compile(r"://[^:/@\s]*:(?P<password>\$\{[^}]*\}|[^@\s/]+)@")
 REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]*\}$")
+# An exact release: x.y.z (PostgreSQL's own releases since 10 are major.minor), or MinIO's dates.
+EXACT_TAG = re.compile(
+    r"(:v?\d+(\.\d+){2}|^postgres:\d+\.\d+|:RELEASE\.\d{4}(-\d\d){2}T(\d\d-){2}\d\dZ)"
+    r"([-.][\w.]+)?$"
+)
 # A shell here-document (`<<EOF` ... `EOF`): its body reaches the program on standard input.
 HERE_DOCUMENT = re.compile(r"<<-?\s*(['\"]?)(\w+)\1[^\n]*\n.*?^\s*\2\s*$", re.DOTALL | re.MULTILINE)
 # (service, variable) whose secret is on a command line anyway, and why; each must still occur.
@@ -314,8 +319,13 @@ def test_every_image_is_pinned_or_built_from_our_dockerfiles(resolved: dict[str,
             assert (context / build["dockerfile"]).is_file(), name
             assert build["dockerfile"].startswith("deploy/docker/"), name
         else:
-            image = service["image"]
-            assert re.search(r":[\w.-]+$", image) and not image.endswith(":latest"), name
+            # an exact release (x.y.z, or MinIO's RELEASE.<date>), not a floating `16` or `7.2`
+            assert EXACT_TAG.search(service["image"]), f"{name}: {service['image']}"
+
+
+def test_a_floating_tag_is_not_pinned() -> None:
+    for image in ("postgres:16-bookworm", "redis:7.2-bookworm", "mysql:8.4", "mysql:8.4-oracle"):
+        assert not EXACT_TAG.search(image), image
 
 
 def test_our_services_run_forestops_mlflow_or_airflow_entry_points(compose: dict[str, Any]) -> None:
