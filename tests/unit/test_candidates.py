@@ -165,10 +165,16 @@ def test_lightgbm_time_budget_ends_boosting(rows: pd.DataFrame) -> None:
 def test_batch_jobs_make_openmp_threads_passive_unless_told_otherwise(
     preset: str | None, expected: str
 ) -> None:
+    """Set by the package itself, so every entry point has it before any model library loads
+    (the CLI may load the candidates, and LightGBM with them, before the pipeline)."""
     env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
     if preset:
         env["OMP_WAIT_POLICY"] = preset
-    code = "import os, forestops.pipeline; print(os.environ['OMP_WAIT_POLICY'])"
+    code = (
+        "import os, sys, forestops.cli\n"
+        "assert 'forestops.pipeline' not in sys.modules\n"
+        "print(os.environ['OMP_WAIT_POLICY'])"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
