@@ -79,7 +79,7 @@ class Explainer:
         from lightgbm import LGBMClassifier
 
         estimator: Any = model.estimator
-        kind = type(estimator).__name__
+        kind = _describe(estimator)
         if not isinstance(estimator, LGBMClassifier):
             raise NotExplainable(
                 f"the model is a {kind}: exact per-feature contributions exist here only for "
@@ -100,16 +100,27 @@ class Explainer:
                 f"{self.shares.shape[0]}"
             )
 
-    def explain(self, numeric: np.ndarray, area: np.ndarray, soil: np.ndarray) -> Explanation:
+    def explain(
+        self, numeric: np.ndarray, area: np.ndarray, soil: np.ndarray, threads: int = 1
+    ) -> Explanation:
+        """One thread by default: the service parallelises across requests (holder.py)."""
         matrix = self.encode(numeric, area, soil)
         columns = matrix.shape[1]
-        raw = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=1))
+        raw = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=threads))
         per_class = raw.reshape(len(matrix), len(self.classes), columns + 1)
         return Explanation(
             classes=self.classes,
             base=per_class[:, :, columns],
             contributions=per_class[:, :, :columns] @ self.shares,
         )
+
+
+def _describe(estimator: Any) -> str:
+    """ "LogisticRegression", not "Pipeline"; "CalibratedClassifierCV(SVC)"."""
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    inner = getattr(final, "estimator", None)
+    name = type(final).__name__
+    return f"{name}({type(inner).__name__})" if inner is not None else name
 
 
 def explainer_for(model: ForestCoverModel) -> tuple[Explainer | None, str | None]:

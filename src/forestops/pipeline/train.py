@@ -46,6 +46,7 @@ from forestops.pipeline.evaluate import (
     predict_probabilities,
     report_text,
 )
+from forestops.pipeline.explanation import log_global_explanation
 from forestops.pipeline.notify import notify
 from forestops.pipeline.promote import register_and_gate
 from forestops.pipeline.status import write_latest_model
@@ -341,6 +342,7 @@ def _run_candidate(
         )
         mlflow.log_dict(evaluation.report, "classification_report.json")
         mlflow.log_text(report_text(evaluation), "classification_report.txt")
+        log_global_explanation(model, split.eval_features, settings.train_seed)
         info = log_forest_model(fitted.pipeline, name=MODEL_ARTIFACT)
         digest, signature = sign_logged_model(settings, client, info.model_id)
         record_signature(
