@@ -260,6 +260,25 @@ def test_model_page_shows_champion_candidates_matrix_and_history(ui_env: UiStack
     assert links == ["http://127.0.0.1:5000"]
 
 
+def test_model_page_shows_what_the_champion_relies_on(ui_env: UiStack) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from forestops.pipeline.explanation import TABLE
+
+    client = MlflowClient(ui_env.settings.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias(ui_env.settings.model_name, "champion")
+    folder = client.download_artifacts(champion.run_id, TABLE)
+    body = json.loads(Path(folder).read_text())
+    logged = pd.DataFrame(body["data"], columns=body["columns"])
+    for language in ("en", "es"):
+        app = open_page("model", language)
+        assert TEXT["global_importance"][language] in [h.value for h in app.subheader]
+        bars = _charts(app)["global_importance_chart"]["data"][0]
+        labels = [TEXT[f"feature.{name}"][language] for name in logged["feature"]]
+        assert _values(bars["y"]) == labels[::-1]  # strongest at the top
+        assert _values(bars["x"]) == pytest.approx(logged["mean_abs_contribution"][::-1].tolist())
+
+
 def test_status_page_is_green_when_everything_runs(ui_env: UiStack) -> None:
     app = open_page("status")
     successes = _texts(app, "success")

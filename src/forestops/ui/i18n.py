@@ -404,6 +404,29 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
         "en": "Candidates on the same evaluation data",
         "es": "Candidatos sobre los mismos datos de evaluación",
     },
+    "global_importance": {
+        "en": "What the champion relies on",
+        "es": "En qué se apoya el campeón",
+    },
+    "global_importance_caption": {
+        "en": "Mean size of each input's push on the model's scores (TreeSHAP, summed over the "
+        "seven classes) on the training's evaluation rows: the longer the bar, the more the "
+        "answers depend on it.",
+        "es": "Tamaño medio del empuje de cada entrada sobre las puntuaciones del modelo "
+        "(TreeSHAP, sumado sobre las siete clases) en las filas de evaluación del "
+        "entrenamiento: cuanto más larga la barra, más dependen de ella las respuestas.",
+    },
+    "no_global_importance": {
+        "en": "No global explanation for this champion (only LightGBM models have exact ones, "
+        "logged by training since explanations were added).",
+        "es": "Este campeón no tiene explicación global (solo los modelos LightGBM la tienen "
+        "exacta, registrada por los entrenamientos desde que existen las explicaciones).",
+    },
+    "mean_abs_contribution": {"en": "Mean |push|", "es": "Empuje medio |·|"},
+    "dependence_plots": {
+        "en": "How the strongest inputs push, value by value",
+        "es": "Cómo empujan las entradas principales, valor a valor",
+    },
     "confusion_matrix": {
         "en": "Confusion matrix of the champion",
         "es": "Matriz de confusión del campeón",

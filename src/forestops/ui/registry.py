@@ -1,5 +1,6 @@
 """Read-only views of MLflow for the UI: the champion, the last training's candidates, the
-registry's version history with promotion decisions, the champion's confusion matrix.
+registry's version history with promotion decisions, the champion's confusion matrix and its
+global explanation (what it relies on).
 
 The tag names come from `modeling.tracking` (the one place training and serving agree on).
 Reads are cached briefly; a tracking server that is down is detected with one short HTTP probe
@@ -34,6 +35,8 @@ from forestops.modeling.tracking import (
     latest_training_job,
     resolve_serving_model,
 )
+from forestops.pipeline.explanation import DEPENDENCE
+from forestops.pipeline.explanation import TABLE as EXPLANATION_TABLE
 from forestops.redact import redact_text, redact_uri
 from forestops.ui.errors import MlflowNotReady, MlflowUnreachable
 
@@ -203,6 +206,33 @@ def confusion_matrix(settings: Settings, run_ids: tuple[str, ...]) -> ConfusionM
                     matrix = _matrix_from_json(json.loads(local.read_text()))
                     if matrix is not None:
                         return ConfusionMatrix(matrix=matrix, source=path)
+    return None
+
+
+@dataclass(frozen=True)
+class GlobalExplanation:
+    table: pd.DataFrame  # feature, mean_abs_contribution, class_<id>...; largest first
+    dependence: bytes | None  # the dependence plots' PNG
+    run_id: str
+
+
+@st.cache_data(ttl=300, show_spinner=False, hash_funcs={Settings: _key})
+def global_explanation(settings: Settings, run_ids: tuple[str, ...]) -> GlobalExplanation | None:
+    """The global explanation training logged for the first of `run_ids` that has one."""
+    mlflow = client(settings)
+    for run_id in run_ids:
+        paths = {info.path for info in mlflow.list_artifacts(run_id, "explanation")}
+        if EXPLANATION_TABLE not in paths:
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            body = json.loads(
+                Path(mlflow.download_artifacts(run_id, EXPLANATION_TABLE, folder)).read_text()
+            )
+            image = None
+            if DEPENDENCE in paths:
+                image = Path(mlflow.download_artifacts(run_id, DEPENDENCE, folder)).read_bytes()
+        table = pd.DataFrame(body["data"], columns=body["columns"])
+        return GlobalExplanation(table, image, run_id)
     return None
 
 

@@ -14,7 +14,7 @@ from forestops.redact import redact_uri
 from forestops.ui import data, registry
 from forestops.ui.charts import confusion_chart
 from forestops.ui.guard import guard
-from forestops.ui.i18n import t
+from forestops.ui.i18n import feature_label, t
 from forestops.ui.inference import recent_health, recent_metadata
 
 
@@ -149,6 +149,30 @@ def _confusion(settings: Settings, run_ids: tuple[str, ...]) -> None:
             st.image(found.image, caption=found.source, width=720)
 
 
+def _global_explanation(settings: Settings, run_ids: tuple[str, ...]) -> None:
+    st.subheader(t("global_importance"))
+    with guard("mlflow"):
+        found = registry.global_explanation(settings, run_ids) if run_ids else None
+        if found is None:
+            st.info(t("no_global_importance"))
+            return
+        table = found.table.assign(label=found.table["feature"].map(feature_label))
+        figure = px.bar(
+            table.iloc[::-1],
+            x="mean_abs_contribution",
+            y="label",
+            orientation="h",
+            labels={"mean_abs_contribution": t("mean_abs_contribution"), "label": t("feature")},
+        )
+        figure.update_traces(marker_color="#2e7d32")
+        figure.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+        st.plotly_chart(figure, key="global_importance_chart")
+        st.caption(t("global_importance_caption"))
+        if found.dependence is not None:
+            with st.expander(t("dependence_plots")):
+                st.image(found.dependence)
+
+
 def _history(settings: Settings) -> None:
     st.subheader(t("version_history"))
     if not settings.mlflow_enable_model_registry:
@@ -227,6 +251,7 @@ def render() -> None:
         training = _last_training(settings)
         runs = tuple(run for run in (champion_run, training and training.run_id) if run)
         _confusion(settings, runs)
+        _global_explanation(settings, runs)
         _history(settings)
     _audit_trail(settings)  # the app database: readable while MLflow is not
 
