@@ -129,12 +129,13 @@ def _s3(backing: Backing, service: str, compose_env: dict[str, str]) -> Iterator
     endpoint = f"http://127.0.0.1:{port}"
     backing.s3_endpoint_url = endpoint
     backing._rewriters[service] = lambda m: f"{m['scheme']}://127.0.0.1:{port}{m['path'] or ''}"
-    # minio-init's buckets: the names come from the same variables and defaults
+    # minio-init's buckets, made as it makes them (the root account; moto takes any key): the
+    # names come from the same variables and defaults
     s3 = boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=compose_env.get("S3_ACCESS_KEY", "fullstack"),
-        aws_secret_access_key=compose_env.get("S3_SECRET_KEY", "fullstack"),
+        aws_access_key_id=compose_env.get("MINIO_ROOT_USER", "fullstack"),
+        aws_secret_access_key=compose_env.get("MINIO_ROOT_PASSWORD", "fullstack"),
         region_name="us-east-1",
     )
     backing.buckets = [
