@@ -32,7 +32,8 @@ _TRACKING_ENV = "MLFLOW_TRACKING_URI"  # also how forestops Settings are configu
 @contextmanager
 def mlflow_uris(uri: str) -> Iterator[None]:
     """Point MLflow's process-global tracking URI at `uri` for the block, then put back exactly
-    what was there (including "unset", which `mlflow.get_tracking_uri()` cannot express).
+    what was there (including "unset", which `mlflow.get_tracking_uri()` cannot express: asked
+    through the public `mlflow.is_tracking_uri_set`).
 
     The fluent API (`mlflow.start_run`, `register_model`, `pyfunc.load_model("models:/...")`)
     reads this global, and MLflow also exports it as MLFLOW_TRACKING_URI; leaving it set would
@@ -40,10 +41,13 @@ def mlflow_uris(uri: str) -> Iterator[None]:
     registry URI is never set: unset, MLflow derives it from the tracking URI.
     """
     import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    previous = tracking_utils._tracking_uri  # None when unset; the public getter resolves a default
     previous_env = os.environ.get(_TRACKING_ENV)  # set_tracking_uri writes (or deletes) it too
+    # Unset stays unset: the public getter alone would resolve (and then pin) a default. A global
+    # equal to the environment's value is restored as "unset" too: the same URI either way.
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    if previous == previous_env:
+        previous = None
     mlflow.set_tracking_uri(uri)
     try:
         yield
