@@ -54,6 +54,8 @@ def lightgbm_view(holder: ModelHolder, frame: pd.DataFrame) -> dict[str, Any]:
     raw scores (n, 7), and the names of the model's input columns."""
     served = holder.current
     assert served is not None
+    assert served.explainer is not None
+    assert served.explainer.class_boosters is not None  # the fast path for one class is in use
     booster = served.model.estimator.booster_
     encoder = served.model.encoder
     matrix = encoder.encode_arrays(*frame_to_arrays(frame))

@@ -18,12 +18,15 @@ two-class LightGBM models (their one raw score does not explain each class).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from forestops import contract
+from forestops.modeling.features import frame_to_arrays
+from forestops.modeling.package import input_example
 
 if TYPE_CHECKING:
     from lightgbm import Booster
@@ -99,20 +102,87 @@ class Explainer:
                 f"the booster reads {self.booster.num_feature()} columns, the encoder writes "
                 f"{self.shares.shape[0]}"
             )
+        check = self.encode(*frame_to_arrays(input_example()))
+        self.class_boosters = class_boosters(self.booster, check)
 
     def explain(
-        self, numeric: np.ndarray, area: np.ndarray, soil: np.ndarray, threads: int = 1
+        self,
+        numeric: np.ndarray,
+        area: np.ndarray,
+        soil: np.ndarray,
+        threads: int = 1,
+        only: np.ndarray | None = None,
     ) -> Explanation:
-        """One thread by default: the service parallelises across requests (holder.py)."""
+        """Every class, or with `only` (a class id per record) just that class (the others NaN).
+
+        One thread by default: the service parallelises across requests (holder.py).
+        """
         matrix = self.encode(numeric, area, soil)
-        columns = matrix.shape[1]
-        raw = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=threads))
-        per_class = raw.reshape(len(matrix), len(self.classes), columns + 1)
+        rows, columns = matrix.shape
+        if only is None or self.class_boosters is None:
+            raw = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=threads))
+            per_class = raw.reshape(rows, len(self.classes), columns + 1)
+        else:
+            per_class = np.full((rows, len(self.classes), columns + 1), np.nan)
+            positions = np.searchsorted(self.classes, only)
+            for position in np.unique(positions).tolist():
+                chosen = positions == position
+                per_class[chosen, position] = self.class_boosters[position].predict(
+                    matrix[chosen], pred_contrib=True, num_threads=threads
+                )
         return Explanation(
             classes=self.classes,
             base=per_class[:, :, columns],
             contributions=per_class[:, :, :columns] @ self.shares,
         )
+
+
+def class_boosters(booster: Booster, check: np.ndarray) -> list[Booster] | None:
+    """One booster per class holding only that class's trees, or None if they cannot be made.
+
+    Why: TreeSHAP runs over every tree, and a multiclass model has one tree per class per round,
+    so explaining only the predicted class through its own trees costs a seventh (measured: 14
+    instead of 165 ms for one record of a 1,169-tree champion). TreeSHAP is computed tree by
+    tree and summed, so a class's contributions from its own trees are exactly those LightGBM
+    gives for that class; this is checked on `check` rows before they are used. The model text
+    is cut up: trees are stored round by round (tree i belongs to class i mod K).
+    """
+    from lightgbm import Booster
+
+    per_round = booster.num_model_per_iteration()
+    text = booster.model_to_string()
+    try:
+        head, rest = text.split("\nTree=0\n", 1)
+        trees, tail = rest.split("\nend of trees", 1)
+        blocks = re.split(r"\n\nTree=\d+\n", trees)
+        header = head
+        for key, value in (
+            ("num_class", "1"),
+            ("num_tree_per_iteration", "1"),
+            ("objective", "regression"),
+        ):
+            header = re.sub(rf"^{key}=.*$", f"{key}={value}", header, flags=re.MULTILINE)
+        header = re.sub(r"^tree_sizes=.*\n", "", header, flags=re.MULTILINE)
+        boosters = [
+            Booster(
+                model_str=header
+                + "".join(f"\nTree={i}\n{b.strip()}\n" for i, b in enumerate(blocks[k::per_round]))
+                + "\nend of trees"
+                + tail
+            )
+            for k in range(per_round)
+        ]
+        expected = np.asarray(booster.predict(check, pred_contrib=True)).reshape(
+            len(check), per_round, -1
+        )
+        for k, single in enumerate(boosters):
+            if not np.array_equal(
+                np.asarray(single.predict(check, pred_contrib=True)), expected[:, k]
+            ):
+                return None
+    except Exception:  # an unexpected model text: the whole booster still explains, slower
+        return None
+    return boosters
 
 
 def _describe(estimator: Any) -> str:

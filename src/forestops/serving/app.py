@@ -33,6 +33,7 @@ import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -309,8 +310,11 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             for label, probs in zip(labels.tolist(), probabilities.tolist(), strict=True)
         ]
         if explaining:
-            explanation = await anyio.to_thread.run_sync(explain_with.explain, *arrays)
-            explained(predictions, explanation, labels, every=explain == "all")
+            every = explain == "all"
+            explanation = await anyio.to_thread.run_sync(
+                partial(explain_with.explain, *arrays, only=None if every else labels)
+            )
+            explained(predictions, explanation, labels, every=every)
         payload = {
             "model_name": served.model_name,
             "model_version": served.ref.version,
@@ -360,7 +364,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             log_records(None, served, arrays, probabilities, started)
             if explain == "false":
                 return render_csv(parsed, probabilities)
-            cells = csv_cells(explain_with.explain(*arrays), labels)
+            cells = csv_cells(explain_with.explain(*arrays, only=labels), labels)
             return render_csv(parsed, probabilities, CSV_COLUMNS, cells)
 
         try:
