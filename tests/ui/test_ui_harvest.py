@@ -1,6 +1,7 @@
 """The Analytics page shows how much of each batch the harvests collected: from a store filled by
-real harvests (the built-in data API on loopback with its defaults, a tenth per call), and from
-rows written the way harvests write them, for the cases a harvest meets only by timing."""
+real harvests (the built-in data API on loopback in course fidelity, where each group has a
+slice of its own, a tenth of it per call), and from rows written the way harvests write them,
+for the cases a harvest meets only by timing."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from ui_harness import clean_env, open_page
 
 from forestops.config import Settings
 from forestops.pipeline.harvest import harvest_batch
+from forestops.source.course_server import create_course_app
 from forestops.source.dataset import read_dataset
-from forestops.source.server import create_app
 from forestops.store.database import get_engine, upgrade
 from forestops.store.loader import BatchHeader, HarvestFigures, write_batch
 from forestops.ui import data
@@ -38,7 +39,9 @@ def test_analytics_shows_the_estimated_coverage_of_each_harvest(
     monkeypatch.chdir(tmp_path)
     home = tmp_path / "home"
     settings = Settings(forestops_home=home, harvest_min_interval_s=0, harvest_time_budget_s=600)
-    api = create_app(read_dataset(dataset_path, nrows=2000), tmp_path / "s.json", seed=3)
+    # two groups, two slices: in the default mode every group shares the batch, so group 2's
+    # first sample would be all duplicates (a harvest stops there: `seen_before`, no estimate)
+    api = create_course_app(read_dataset(dataset_path, nrows=2000), tmp_path / "s.json", seed=3)
     with BackgroundServer(api) as server:
         source = settings.model_copy(update={"source_api_base_url": server.url})
         harvests = [harvest_batch(source, group) for group in (1, 2)]
