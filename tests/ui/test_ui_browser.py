@@ -133,9 +133,21 @@ def test_every_page_in_a_real_browser(ui_url: str) -> None:
             page.get_by_role("button", name="Predict", exact=True).click()
             answer = page.get_by_text("Predicted cover type:")
             answer.wait_for(timeout=60_000)
-            _settle(page, "Predict the cover type", 1)
+            _settle(page, "Predict the cover type", 2)  # the probabilities and the why
+            page.get_by_role("heading", name="Why ").first.wait_for(timeout=60_000)
+            assert page.get_by_text(" → ").count() >= 3  # the three strongest reasons
             _assert_no_error(page, "prediction")
             _screenshot(page, "predict-answer")
+
+            page.goto(f"{ui_url}/predict?lang=es")
+            _settle(page, "Predecir el tipo de cubierta", 0)
+            page.get_by_role("button", name="Predecir", exact=True).click()
+            page.get_by_role("heading", name="¿Por qué ").first.wait_for(timeout=60_000)
+            _settle(page, "Predecir el tipo de cubierta", 2)
+            spanish = page.get_by_text(" → a favor de ").count()
+            assert spanish + page.get_by_text(" → en contra de ").count() >= 3
+            _assert_no_error(page, "prediction in Spanish")
+            _screenshot(page, "predict-answer-es")
 
             page.goto(f"{ui_url}/analytics?lang=es")  # a shareable Spanish link
             _settle(page, "Analítica de los datos", 6)
