@@ -10,7 +10,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from forestops import contract
-from forestops.ui.i18n import class_label, t
+from forestops.ui.i18n import class_label, number, t
 
 CLASS_COLOURS: tuple[str, ...] = (
     "#1b5e20",  # Spruce/Fir: dark green
@@ -68,15 +68,21 @@ def contribution_chart(reasons: Sequence[tuple[str, str, float]], chosen: int) -
             y=[label for label, _, _ in shown],
             orientation="h",
             marker_color=["#2e7d32" if amount >= 0 else "#c62828" for _, _, amount in shown],
-            text=[f"{amount:+.2f}" for _, _, amount in shown],
+            text=[number(amount, 2, signed=True) for _, _, amount in shown],
+            textposition="outside",
+            cliponaxis=False,
             hovertext=[sentence for _, sentence, _ in shown],
             hoverinfo="text",
         )
     )
+    amounts = [amount for _, _, amount in shown]
+    low, high = min(0.0, *amounts), max(0.0, *amounts)
+    room = 0.2 * (high - low or 1.0)  # for the values written outside the bars
     figure.update_layout(
         height=60 + 28 * len(shown),
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         xaxis_title=t("push_axis", name=class_label(chosen)),
+        xaxis_range=[low - room, high + room],
     )
     return figure
 
