@@ -324,7 +324,8 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2, help="Locust worker processes")
     parser.add_argument("--cpus", type=float, default=1.0)
     parser.add_argument("--memory-mib", type=int, default=512)
-    parser.add_argument("--flip-every", type=float, default=10.0)
+    parser.add_argument("--flip-every", type=float, default=60.0, help="s between promotions")
+    parser.add_argument("--reload-every", type=float, default=30.0, help="s between /reload")
     parser.add_argument("--p99-ms", type=float, default=50.0)
     args = parser.parse_args()
 
@@ -348,6 +349,7 @@ def main() -> int:
         "INFERENCE_THREADS": str(max(1, round(args.cpus))),
         "API_KEYS": api_key,
         "ADMIN_API_KEY": admin_key,
+        "LOCUST_RELOAD_EVERY": str(args.reload_every),
     }
     bin_dir = Path(sys.executable).parent
     compiler: list[subprocess.Popen[bytes]] = []
@@ -404,7 +406,7 @@ def report(
         f"compiled by one `forestops serve` limited to {args.cpus:g} CPU and "
         f"{args.memory_mib} MiB: {how}. Locust {args.processes} worker processes + master; "
         f"each user 1 request/s; champion alias flipped every {args.flip_every:g} s, `/reload` "
-        "every 10 s.",
+        f"every {args.reload_every:g} s.",
         "",
         "| users | s | requests | req/s | failures | single p50 / p99 (ms) | batch p50 / p99 "
         "| all p99 | service p50 / p99 at most | server cores (throttled) | server waiting for a CPU "
