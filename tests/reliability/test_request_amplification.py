@@ -9,6 +9,7 @@ CSV header answered 95 MB in 16 s; a 200,000-character cell and a `数据.csv` u
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import urllib.parse
@@ -264,6 +265,22 @@ def test_a_body_that_never_comes_gets_408_and_the_connection_closed(server: Serv
         )
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+
+
+def test_a_declared_body_over_the_limit_gets_a_413_naming_the_setting(
+    server: ServeProcess,
+) -> None:
+    """Headers announcing more than MAX_BODY_BYTES and no body: refused at once, by name."""
+    with raw(server) as sock:
+        sock.sendall(
+            f"POST /predict HTTP/1.1\r\nHost: t\r\nX-API-Key: {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {64 * 1024 * 1024}\r\n\r\n".encode()
+        )
+        sock.settimeout(2.5)  # under the 3 s body timeout: a 408 would mean it waited
+        answer = read_all(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert "MAX_BODY_BYTES" in json.loads(body)["detail"]
 
 
 def test_headers_over_the_limit_get_431(server: ServeProcess) -> None:

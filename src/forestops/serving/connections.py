@@ -6,12 +6,16 @@ send a request: a connection that sends its headers one byte at a time (slowlori
 and then no body, is held forever, and with httptools (uvicorn's parser when installed) the
 header size has no limit either. `guarded_protocol` adds the three: headers within
 `header_timeout_s` and `max_header_bytes` (408 / 431, then closed), the body within
-`body_timeout_s` of the headers (408 if nothing was answered yet, then closed).
+`body_timeout_s` of the headers (408 if nothing was answered yet, then closed). A body whose
+declared Content-Length is over MAX_BODY_BYTES is refused with a 413 naming that setting before
+any of it is read (FastAPI's own limit, the backstop for undeclared lengths, answers a bare
+"Content Too Large" only once it has read that much).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -25,6 +29,7 @@ class _GuardedProtocol(HttpToolsProtocol):
     header_timeout_s: float
     body_timeout_s: float
     max_header_bytes: int
+    max_body_bytes: int
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._timer: asyncio.TimerHandle | None = None
@@ -56,6 +61,14 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._reading_headers = False
         self._header_bytes = 0
         self._tail = b""
+        declared = dict(self.headers).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            detail = (
+                f"request body of {int(declared):,} bytes is over MAX_BODY_BYTES "
+                f"({self.max_body_bytes:,} bytes)"
+            )
+            self._refuse(413, "Content Too Large", json.dumps({"detail": detail}).encode())
+            return
         self._arm(self.body_timeout_s)
         super().on_headers_complete()
 
@@ -82,19 +95,20 @@ class _GuardedProtocol(HttpToolsProtocol):
         else:
             self._refuse(408, "Request Timeout")
 
-    def _refuse(self, status: int, reason: str) -> None:
+    def _refuse(self, status: int, reason: str, json_body: bytes | None = None) -> None:
         if self.transport.is_closing():
             return
-        body = reason.encode()
+        body = json_body or reason.encode()
+        kind = b"application/json" if json_body else b"text/plain; charset=utf-8"
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, body, len(body), body)
+            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason.encode(), kind, len(body), body)
         )
         self.transport.close()
 
 
 def guarded_protocol(
-    header_timeout_s: float, body_timeout_s: float, max_header_bytes: int
+    header_timeout_s: float, body_timeout_s: float, max_header_bytes: int, max_body_bytes: int
 ) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with these header and body limits (uvicorn's `http=`)."""
     return type(
@@ -104,6 +118,7 @@ def guarded_protocol(
             "header_timeout_s": header_timeout_s,
             "body_timeout_s": body_timeout_s,
             "max_header_bytes": max_header_bytes,
+            "max_body_bytes": max_body_bytes,
         },
     )
 
@@ -115,6 +130,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             settings.inference_header_timeout_s,
             settings.inference_body_timeout_s,
             settings.inference_max_header_bytes,
+            settings.max_body_bytes,
         ),
         "limit_concurrency": settings.inference_max_connections,
         "timeout_keep_alive": settings.inference_keep_alive_s,
