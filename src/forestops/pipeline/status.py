@@ -7,12 +7,11 @@ training job that trained, so a reader never sees half a file, whichever process
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from forestops.config import Settings
+from forestops.files import write_atomically
 
 FILE_NAME = "latest_model.json"
 
@@ -23,16 +22,7 @@ def latest_model_path(settings: Settings) -> Path:
 
 def write_latest_model(settings: Settings, payload: dict[str, Any]) -> Path:
     path = latest_model_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".latest_model.")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
 
 

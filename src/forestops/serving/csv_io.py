@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from forestops import contract
+from forestops.csv_header import read_header, sniff_delimiter
 from forestops.modeling.package import PROBABILITY_COLUMNS
 from forestops.serving.errors import MAX_ERRORS
 
@@ -77,27 +78,23 @@ def _decode(data: bytes) -> str:
 
 def _columns(header: list[str]) -> dict[str, int]:
     """Canonical feature name -> position in the file; unknown, duplicate or missing: 422."""
+    columns = read_header(header)
     errors: list[dict[str, Any]] = []
-    positions: dict[str, int] = {}
-    for position, raw in enumerate(header):
-        name = contract.canonical_column(raw)
-        if name not in contract.COLUMNS:
+    for raw, first in columns.strays:
+        if first is None:
             errors.append(_error((raw,), f"unknown column {raw!r}", "csv_unknown_column", raw))
-        elif name in positions:
-            first = header[positions[name]]
+        else:
             errors.append(
                 _error((raw,), f"column {raw!r} duplicates {first!r}", "csv_duplicate_column", raw)
             )
-        else:
-            positions[name] = position
-    missing = [name for name in contract.FEATURE_NAMES if name not in positions]
-    if missing:
+    if columns.missing:
+        missing = columns.missing
         errors.append(
             _error((), f"missing column(s): {', '.join(missing)}", "csv_missing_column", missing)
         )
     if errors:
         raise CsvRejected(errors)
-    return positions
+    return columns.positions
 
 
 def _header(text: str, delimiter: str) -> list[str]:
@@ -138,7 +135,7 @@ def parse_csv(data: bytes, max_rows: int) -> ParsedCsv:
     """Parse and validate an upload; raises CsvRejected (422) or TooManyRows (413)."""
     text = _decode(data)
     first_line = text[: MAX_HEADER_CHARS + 2].split("\n", 1)[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    delimiter = sniff_delimiter(first_line)
     header = _header(text, delimiter)
     positions = _columns(header)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)

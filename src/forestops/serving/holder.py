@@ -34,6 +34,7 @@ import pandas as pd
 
 from forestops import contract
 from forestops.config import Settings
+from forestops.files import write_atomically
 from forestops.modeling.explain import Explainer, explainer_for
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.integrity import (
@@ -407,10 +408,7 @@ def _short(error: BaseException, limit: int = 300) -> str:
 
 def _write_json(path: Path, payload: dict[str, object]) -> None:
     """Replace `path` atomically (a crash mid-write leaves the previous file intact)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    temporary.replace(path)
+    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def trained_at_iso(ref: ServingModelRef) -> str | None:

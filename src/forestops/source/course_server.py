@@ -24,7 +24,6 @@ course's column order. The one liberty taken: the state file is replaced atomica
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
@@ -37,6 +36,7 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from forestops import contract
+from forestops.files import write_atomically
 from forestops.source import protocol
 
 COURSE_INVALID_GROUP = "Número de grupo inválido"
@@ -80,10 +80,7 @@ class CourseCounters:
             ) from error
 
     def write(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self._path.with_name(f"{self._path.name}.{os.getpid()}.part")
-        partial.write_text(json.dumps(self.groups))
-        partial.replace(self._path)
+        write_atomically(self._path, json.dumps(self.groups))
 
 
 def create_course_app(

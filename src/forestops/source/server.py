@@ -28,7 +28,6 @@ Default mode, matching the course server where DESIGN.md leaves room:
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from pydantic import BaseModel, Field
 
 from forestops import contract
 from forestops.config import Settings
+from forestops.files import write_atomically
 from forestops.source import protocol
 from forestops.webserver import BackgroundServer
 
@@ -118,11 +118,8 @@ class BatchClock:
             ) from error
 
     def _write(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         groups = {str(group): asdict(state) for group, state in sorted(self._groups.items())}
-        partial = self._path.with_name(f"{self._path.name}.{os.getpid()}.part")
-        partial.write_text(json.dumps({"groups": groups}, indent=1))
-        partial.replace(self._path)
+        write_atomically(self._path, json.dumps({"groups": groups}, indent=1))
 
 
 def create_app(

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
+
+from forestops.files import write_atomically
 
 
 class ArchiveError(OSError):
@@ -35,10 +36,7 @@ def archive_payload(raw: bytes, store_uri: str, s3_endpoint_url: str | None = No
         return uri
     path = Path(store_uri).expanduser().resolve() / key
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-        partial.write_bytes(body)
-        partial.replace(path)
+        write_atomically(path, body)
     except OSError as error:
         raise ArchiveError(f"cannot store payload in {path}: {error}") from error
     return path.as_uri()

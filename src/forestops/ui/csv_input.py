@@ -17,6 +17,7 @@ from typing import Literal
 import pandas as pd
 
 from forestops import contract
+from forestops.csv_header import read_header, sniff_delimiter
 
 Problem = Literal["not_text", "unreadable", "empty", "no_features", "columns"]
 
@@ -38,12 +39,6 @@ class CsvCheck:
         return self.problem is None
 
 
-def delimiter(text: str) -> str:
-    """ ";" when the header says so (what European spreadsheets save), as the API decides it."""
-    header = text.split("\n", 1)[0]
-    return ";" if header.count(";") > header.count(",") else ","
-
-
 def check_csv(data: bytes) -> CsvCheck:
     try:
         text = data.decode("utf-8-sig")
@@ -53,7 +48,9 @@ def check_csv(data: bytes) -> CsvCheck:
         return CsvCheck(problem="not_text", error="NUL bytes: a binary file")
     if not text.strip():
         return CsvCheck(problem="empty")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter(text))
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=sniff_delimiter(text.split("\n", 1)[0])
+    )
     try:
         header = [cell.strip() for cell in next(reader)]
         columns = _check_columns(header)
@@ -78,11 +75,9 @@ def check_csv(data: bytes) -> CsvCheck:
 
 def _check_columns(header: list[str]) -> CsvCheck | None:
     """The header's problems, or None when it names each feature once and nothing unknown."""
-    canonical = [contract.canonical_column(name) for name in header]
-    repeated = sorted(name for name, count in Counter(canonical).items() if count > 1)
-    allowed = {*contract.FEATURE_NAMES, contract.LABEL}
-    unknown = [raw for raw, name in zip(header, canonical, strict=True) if name not in allowed]
-    missing = [name for name in contract.FEATURE_NAMES if name not in canonical]
+    columns = read_header(header)
+    repeated = sorted(name for name, count in Counter(columns.canonical).items() if count > 1)
+    unknown, missing = columns.unknown, columns.missing
     if len(missing) == len(contract.FEATURE_NAMES):
         return CsvCheck(problem="no_features", missing=missing, unknown=unknown)
     if missing or unknown or repeated:
