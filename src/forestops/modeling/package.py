@@ -8,7 +8,10 @@ contract encoding inside, so raw course rows ("Rawah", "C7745") go straight in.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -104,13 +107,33 @@ def input_example() -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
+# What unpickling a ForestCoverModel imports of forestops (package.py, the encoder, the contract):
+# shipped inside the model as its `code` so it loads where forestops is not installed, from its
+# own requirements alone. Nothing else of forestops is (the settings, the serving stack...).
+MODEL_CODE = (
+    "__init__.py",
+    "contract.py",
+    "modeling/__init__.py",
+    "modeling/features.py",
+    "modeling/package.py",
+)
+
+
 def log_forest_model(pipeline: Pipeline, name: str = "model", **kwargs: Any) -> ModelInfo:
-    """Log a fitted pipeline as a pyfunc model in the active run (signature, example, pins)."""
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=ForestCoverModel(pipeline),
-        signature=SIGNATURE,
-        input_example=input_example(),
-        pip_requirements=pip_requirements(),
-        **kwargs,
-    )
+    """Log a fitted pipeline as a pyfunc model in the active run (signature, example, pins,
+    and the forestops modules it needs to load, so it is self-contained)."""
+    package = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="forestops-model-code-") as staging:
+        code = Path(staging) / "forestops"
+        for relative in MODEL_CODE:
+            (code / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(package / relative, code / relative)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=ForestCoverModel(pipeline),
+            signature=SIGNATURE,
+            input_example=input_example(),
+            pip_requirements=pip_requirements(),
+            code_paths=[str(code)],
+            **kwargs,
+        )
