@@ -74,10 +74,10 @@ $(NGINX):
 # of endpoints, runs until Ctrl-C. Needs PostgreSQL, MariaDB and Redis on loopback (as make test).
 # FULLSTACK_ARGS: e.g. --env-file my.env (lines laid over the generated .env) --run-dir DIR
 # stdout carries only the JSON line (set-up output goes to stderr); the harness is tied to make
-# (the guard), so a SIGTERM to make stops the stack as Ctrl-C does.
+# (die_with_parent), so a SIGTERM to make stops the stack as Ctrl-C does.
 fullstack:
 	@$(MAKE) --no-print-directory install airflow-install $(NGINX) >&2
-	@exec $(BIN)/python -m forestops.orchestration.guard $$PPID \
+	@exec $(BIN)/python -m forestops.orchestration.die_with_parent $$PPID \
 	  $(BIN)/python -m forestops.fullstack $(FULLSTACK_ARGS)
 
 # tests/e2e/test_fullstack.py starts the same harness: it needs the Airflow environment and nginx

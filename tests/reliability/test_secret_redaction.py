@@ -25,7 +25,7 @@ from forestops.serving.app import create_app
 from forestops.serving.holder import ModelHolder
 from forestops.ui import inference, registry
 from forestops.ui.errors import MlflowUnreachable
-from forestops.ui.guard import summary
+from forestops.ui.section_guard import summary
 from forestops.webserver import BackgroundServer, free_port
 from support.champion import SIGNING_KEY, champion_store
 from support.serve_process import ServeProcess

@@ -13,9 +13,9 @@ import forestops.ui
 from forestops import contract
 from forestops.ui.csv_input import EXAMPLE_CSV, check_csv
 from forestops.ui.data import reason_column, reason_pattern
-from forestops.ui.guard import SOURCES
 from forestops.ui.i18n import LANGUAGES, TEXT
 from forestops.ui.launch import streamlit_command
+from forestops.ui.section_guard import SOURCES
 
 UI_SOURCES = sorted(Path(forestops.ui.__file__).parent.rglob("*.py"))
 COURSE_HEADER = ",".join(

@@ -6,8 +6,8 @@ scheduler has decided anything. Each child here is a session leader instead, so 
 supervisor signals it, and `stop` can reach its whole subtree (uvicorn workers, streamlit...)
 with one `killpg`: SIGTERM first, SIGKILL after a grace period, stragglers swept either way.
 
-Every child runs under `forestops.orchestration.guard`, which asks Linux to SIGTERM it when
-`forestops up` itself dies without cleaning up (SIGKILL, OOM killer).
+Every child runs under `forestops.orchestration.die_with_parent`, which asks Linux to SIGTERM
+it when `forestops up` itself dies without cleaning up (SIGKILL, OOM killer).
 
 Output of a child goes through the parent's log: lines already in forestops' format (the jobs
 call `configure_logging`) pass through unchanged, anything else (MLflow's uvicorn, LightGBM's
@@ -44,8 +44,14 @@ def describe_exit(returncode: int) -> str:
 
 
 def guarded(argv: Sequence[str]) -> list[str]:
-    """`argv` wrapped so that the child dies with this process (see `guard`)."""
-    return [sys.executable, "-m", "forestops.orchestration.guard", str(os.getpid()), *argv]
+    """`argv` wrapped so that the child dies with this process (see `die_with_parent`)."""
+    return [
+        sys.executable,
+        "-m",
+        "forestops.orchestration.die_with_parent",
+        str(os.getpid()),
+        *argv,
+    ]
 
 
 class Child:

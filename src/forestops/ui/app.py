@@ -11,8 +11,8 @@ from pathlib import Path
 import streamlit as st
 
 from forestops.redact import install_log_redaction
-from forestops.ui.guard import guard
 from forestops.ui.i18n import language_selector, t
+from forestops.ui.section_guard import guard
 
 VIEWS = Path(__file__).with_name("views")
 PAGES = (

@@ -16,8 +16,8 @@ from forestops import contract
 from forestops.config import get_settings
 from forestops.ui import data
 from forestops.ui.charts import class_colour_map, class_names, with_class_names
-from forestops.ui.guard import guard
 from forestops.ui.i18n import feature_label, t
+from forestops.ui.section_guard import guard
 
 SAMPLE_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}

@@ -8,9 +8,9 @@ from forestops import contract
 from forestops.config import get_settings
 from forestops.ui import data, registry
 from forestops.ui.charts import CLASS_COLOURS
-from forestops.ui.guard import guard
 from forestops.ui.i18n import class_description, class_label, t
 from forestops.ui.inference import recent_health, recent_metadata
+from forestops.ui.section_guard import guard
 
 
 def _data_figures(database_url: str) -> None:

@@ -13,9 +13,9 @@ from forestops.config import Settings, get_settings
 from forestops.redact import redact_uri
 from forestops.ui import data, registry
 from forestops.ui.charts import confusion_chart
-from forestops.ui.guard import guard
 from forestops.ui.i18n import feature_label, t
 from forestops.ui.inference import recent_health, recent_metadata
+from forestops.ui.section_guard import guard
 
 
 def _metrics_row(metrics: dict[str, Any]) -> None:

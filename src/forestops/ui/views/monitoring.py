@@ -14,8 +14,8 @@ import streamlit as st
 
 from forestops.config import get_settings
 from forestops.ui import data
-from forestops.ui.guard import guard
 from forestops.ui.i18n import feature_label, t
+from forestops.ui.section_guard import guard
 
 LAYOUT = {"height": 380, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
 SOURCES = ("served", "ingested")

@@ -21,9 +21,9 @@ from forestops.redact import redact_uri
 from forestops.ui.charts import contribution_chart, probability_chart, with_class_names
 from forestops.ui.csv_input import EXAMPLE_CSV, CsvCheck, check_csv, to_csv_bytes
 from forestops.ui.explain import reasons, top_reasons
-from forestops.ui.guard import guard
 from forestops.ui.i18n import category_label, class_label, feature_help, feature_label, number, t
 from forestops.ui.inference import explained, predict, predict_csv, recent_health
+from forestops.ui.section_guard import guard
 
 REASONS = 3  # per row in the table and CSV results
 

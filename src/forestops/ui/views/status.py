@@ -12,9 +12,9 @@ from forestops.config import Settings, get_settings
 from forestops.redact import redact_uri
 from forestops.ui import data, registry
 from forestops.ui.errors import DatabaseNotReady, MlflowNotReady
-from forestops.ui.guard import summary
 from forestops.ui.i18n import language_selector, t
 from forestops.ui.inference import api_key, health
+from forestops.ui.section_guard import summary
 
 
 def _api(settings: Settings) -> None:

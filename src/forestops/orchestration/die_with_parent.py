@@ -1,4 +1,4 @@
-"""`python -m forestops.orchestration.guard PARENT_PID COMMAND...`: exec COMMAND, tied to PARENT.
+"""`python -m forestops.orchestration.die_with_parent PARENT_PID COMMAND...`: exec COMMAND, tied to PARENT.
 
 A child in its own session is out of reach of the terminal's Ctrl-C by design (the supervisor
 stops it), which also means nothing stops it if `forestops up` is SIGKILLed or OOM-killed. On
@@ -24,7 +24,7 @@ def main(argv: list[str]) -> None:
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
         if os.getppid() != parent:
-            sys.exit(f"guard: parent {parent} is gone; not starting {command[0]}")
+            sys.exit(f"die_with_parent: parent {parent} is gone; not starting {command[0]}")
     os.execvp(command[0], command)
 
 
