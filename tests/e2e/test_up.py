@@ -13,9 +13,12 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import pytest
 
 from forestops import contract
 from support.forestops_up import UpProcess, tiny_stack_env, wait_http_ok, write_subset
+
+pytestmark = pytest.mark.slow
 
 
 def one_unseen_record(dataset: Path) -> dict[str, object]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, home: Path) -> str:
     """The embedded shape's SQLite file in the test's home, then a fresh real PostgreSQL database."""
     if request.param == "sqlite":

@@ -28,6 +28,8 @@ from forestops.webserver import BackgroundServer
 from support.mlflow_server import S3_CREDENTIALS, MlflowServer, mlflow_server
 from support.training_data import course_rows, seed_samples, tiny
 
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.mariadb]
+
 SIGNING_KEY = "backup-tests-model-signing-key-0123456789abcdef"
 
 
@@ -62,8 +64,6 @@ def answers(settings: Settings, records: list[dict[str, Any]]) -> tuple[str, lis
     return version, [(p["cover_type"], p["probabilities"]) for p in predictions]
 
 
-@pytest.mark.postgres
-@pytest.mark.mariadb
 def test_a_restored_stack_serves_the_same_champion_with_the_same_answers(
     tmp_path: Path,
     home: Path,

@@ -30,6 +30,8 @@ from forestops.store.database import get_engine, upgrade
 from forestops.store.schema import forest_cover_samples, ingestion_batches
 from forestops.webserver import BackgroundServer
 
+pytestmark = pytest.mark.slow
+
 ROWS = 3000
 BATCH_ROWS = ROWS // 10
 

@@ -31,6 +31,8 @@ from forestops.store.schema import forest_cover_samples, ingestion_batches
 from forestops.webserver import BackgroundServer, free_port
 from support.dataset_files import course_csv
 
+pytestmark = pytest.mark.slow
+
 ROWS = 2005
 B = ROWS // 10
 

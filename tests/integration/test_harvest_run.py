@@ -20,6 +20,8 @@ from forestops.store.database import get_engine
 from forestops.store.reads import training_frame
 from support.dataset_files import course_csv
 
+pytestmark = pytest.mark.slow
+
 ROWS = 4000
 
 

@@ -28,6 +28,8 @@ from forestops.store.loader import BatchHeader, write_batch, write_unloaded
 from forestops.store.locks import try_lock
 from forestops.store.schema import forest_cover_samples, ingestion_batches
 
+pytestmark = pytest.mark.slow
+
 HARVEST_COLUMNS = {"harvest_calls", "distinct_rows", "estimated_batch_size", "estimated_coverage"}
 
 

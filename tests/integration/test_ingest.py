@@ -35,6 +35,8 @@ from forestops.store.loader import content_hashes
 from forestops.store.schema import forest_cover_samples, ingestion_batches, quarantined_rows
 from forestops.webserver import BackgroundServer, free_port
 
+pytestmark = pytest.mark.postgres
+
 
 def course_row(values: str) -> list[str]:
     return values.split(",")

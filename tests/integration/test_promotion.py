@@ -29,6 +29,8 @@ from forestops.pipeline.status import read_latest_model
 from forestops.pipeline.train import train
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 
+pytestmark = pytest.mark.slow
+
 STRONG = {"train_candidates": ("lightgbm",)}
 WEAK = {"train_candidates": ("logistic_regression",), "logreg_max_rows": 100}
 

@@ -31,6 +31,8 @@ from forestops.serving.predictor import lightgbm_booster
 from support.champion import ChampionStore, champion_store, read_rows, tiny_pipeline
 from support.process_tree import descendants, living
 
+pytestmark = pytest.mark.slow
+
 _CHILD = "forestops.serving.compiled_forest"
 
 

@@ -18,6 +18,8 @@ from forestops.config import Settings
 from forestops.pipeline.status import read_latest_model
 from forestops.store.reads import training_frame
 
+pytestmark = pytest.mark.slow
+
 ROWS = 4000
 
 

@@ -7,6 +7,8 @@ import pytest
 from forestops.config import Settings
 from forestops.orchestration.stack import builtin_source_settings
 
+pytestmark = pytest.mark.slow
+
 
 def test_the_built_in_api_moves_on_twice_as_fast_as_ingestion_by_default(
     settings: Settings,

@@ -24,6 +24,8 @@ from forestops.orchestration.scheduler import EmbeddedScheduler, JobRunner, Tick
 from forestops.source import protocol
 from forestops.webserver import BackgroundServer
 
+pytestmark = pytest.mark.slow
+
 
 class SlowFinishedSource:
     """A data API that takes `delay_s` to say every batch was already collected."""

@@ -11,8 +11,12 @@ import logging
 import threading
 import time
 
+import pytest
+
 from forestops.config import Settings
 from forestops.orchestration.scheduler import EmbeddedScheduler, JobRunner, TickResult
+
+pytestmark = pytest.mark.slow
 
 
 class RecordingRunner(JobRunner):

@@ -17,6 +17,8 @@ from forestops.config import Settings
 from forestops.webserver import free_port
 from support.forestops_up import FORESTOPS, UpProcess, tiny_stack_env, wait_http_ok, write_subset
 
+pytestmark = pytest.mark.slow
+
 
 def prefill(settings: Settings, batches: int) -> None:
     """Store a few batches through the real data API and ingestion, as an earlier `up` would."""

@@ -20,6 +20,8 @@ from forestops.orchestration.services import Service
 from forestops.orchestration.supervisor import Child, describe_exit
 from support.process_tree import alive
 
+pytestmark = pytest.mark.slow
+
 PY = sys.executable
 # A child that ignores SIGTERM, starts a grandchild (same group) that ignores it too, prints its pid.
 STUBBORN = """

@@ -23,6 +23,8 @@ from forestops.store.database import get_engine
 from forestops.store.schema import forest_cover_samples, ingestion_batches, quarantined_rows
 from support.faulty_source import Fault, FaultySource, payload, refusing_url
 
+pytestmark = pytest.mark.postgres
+
 GOOD = ["2596", "51", "3", "258", "0", "510", "221", "232", "148", "6279", "Rawah", "C7745", "4"]
 GOOD_2 = [
     "3052",

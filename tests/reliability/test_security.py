@@ -31,6 +31,8 @@ from forestops.store.database import get_engine
 from forestops.store.schema import forest_cover_samples, metadata, quarantined_rows
 from support.faulty_source import Fault, FaultySource, payload
 
+pytestmark = pytest.mark.postgres
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

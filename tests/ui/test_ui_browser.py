@@ -22,6 +22,8 @@ from ui_harness import UI_ENV_PREFIXES, UiStack
 
 from forestops.webserver import free_port
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

@@ -22,6 +22,8 @@ from forestops.ui.i18n import TEXT
 from forestops.webserver import BackgroundServer, free_port
 from support.training_data import course_rows
 
+pytestmark = pytest.mark.postgres
+
 
 def _texts(app: AppTest, kind: str) -> list[str]:
     return [element.value for element in getattr(app, kind)]
@@ -350,7 +352,6 @@ def test_a_file_over_the_batch_limit_is_refused_with_the_limit(ui_env: UiStack) 
     assert "Too many rows for one request" in errors and str(limit) in errors, errors
 
 
-@pytest.mark.postgres
 def test_home_and_analytics_read_postgresql_too(
     ui_env: UiStack, pg_url: str, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
