@@ -37,6 +37,8 @@ from support.champion import ChampionStore, broken_pipeline, log_candidate, read
 from support.mlflow_server import MlflowServer, mlflow_server
 from support.training_data import TINY, course_rows, seed_samples
 
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.mariadb]
+
 ADMIN_KEY = "operator-secret"
 SIGNING_KEY = "model-ops-tests-signing-key-0123456789abcdef"  # training, CLI and service share it
 WEAK = {"TRAIN_CANDIDATES": "logistic_regression", "LOGREG_MAX_ROWS": "100"}
@@ -114,7 +116,6 @@ def served_version(service: BackgroundServer) -> str:
     return version
 
 
-@pytest.mark.postgres
 def test_promote_an_older_version_then_roll_back_and_the_service_follows(
     environment: dict[str, str], dataset_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,6 +38,8 @@ from support.champion import log_candidate, tiny_pipeline
 from support.training_data import course_rows, seed_samples
 from support.webhook import Receiver
 
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
 TRAIN_ROWS = 3000
 DASHBOARD = Path(__file__).parents[2] / "deploy/grafana/dashboards/forestops-inference.json"
 ELEVATION_MAX = contract.NUMERIC_BY_NAME["elevation"].maximum

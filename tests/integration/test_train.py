@@ -33,6 +33,8 @@ from forestops.pipeline.train import TAG_DATA_HASH, TAG_MAX_BATCH_ID, train
 from forestops.store.reads import training_frame
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 
+pytestmark = pytest.mark.slow
+
 
 def test_train_tracks_registers_and_serves_the_best_candidate(
     settings: Settings, dataset_path: Path

@@ -20,6 +20,8 @@ from forestops.pipeline.explanation import CHART, DEPENDENCE, MAX_ROWS, TABLE, T
 from forestops.pipeline.train import train
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 
+pytestmark = pytest.mark.slow
+
 
 def test_candidates_log_what_they_rely_on(settings: Settings, dataset_path: Path) -> None:
     settings = tiny(settings, train_candidates=("logistic_regression", "lightgbm"))
