@@ -30,8 +30,8 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 from mlflow.tracking import MlflowClient
 
 from forestops.config import Settings, get_settings
+from forestops.modeling.tracking import TAG_DECISION_REASON
 from forestops.pipeline.freshness import check_new_data
-from forestops.pipeline.promote import TAG_DECISION_REASON
 from forestops.store.database import get_engine
 from forestops.webserver import free_port
 from support.crafted_model import plant_crafted_champion

@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 
 from forestops.cli import app
 from forestops.config import Settings, get_settings
-from forestops.modeling.tracking import TAG_DECISION
-from forestops.pipeline.model_ops import (
+from forestops.modeling.tracking import (
     TAG_ACTION,
     TAG_ACTION_AT,
     TAG_ACTION_BY,
     TAG_ACTION_REASON,
+    TAG_DECISION,
     TAG_PREVIOUS_CHAMPION,
 )
 from forestops.serving.app import create_app

@@ -27,8 +27,8 @@ from typer.testing import CliRunner
 
 from forestops import cli, contract
 from forestops.config import Settings
+from forestops.modeling.tracking import TAG_MAX_BATCH_ID
 from forestops.pipeline.monitor import monitor
-from forestops.pipeline.train import TAG_MAX_BATCH_ID
 from forestops.serving.app import create_app
 from forestops.store.database import get_engine, upgrade
 from forestops.store.monitoring import latest_batch, recent_reports

@@ -19,12 +19,11 @@ from mlflow.tracking import MlflowClient
 from pydantic import SecretStr
 
 from forestops.config import Settings
-from forestops.modeling.tracking import TAG_KIND
+from forestops.modeling.tracking import TAG_KIND, TAG_MAX_BATCH_ID
 from forestops.pipeline.freshness import Freshness, check_new_data
 from forestops.pipeline.ingest import ingest_batch
 from forestops.pipeline.notify_inference import ReloadRefused, request_reload
 from forestops.pipeline.store_report import store_report
-from forestops.pipeline.train import TAG_MAX_BATCH_ID
 from forestops.serving.app import create_app
 from forestops.source.dataset import read_dataset
 from forestops.source.server import create_app as data_api

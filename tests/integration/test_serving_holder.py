@@ -20,7 +20,8 @@ from mlflow.tracking import MlflowClient
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.integrity import TAG_SIGNATURE, sign_files, signing_key
+from forestops.modeling.integrity import sign_files, signing_key
+from forestops.modeling.tracking import TAG_SIGNATURE
 from forestops.serving.app import create_app
 from forestops.serving.holder import ModelHolder
 from forestops.webserver import BackgroundServer, free_port

@@ -23,13 +23,15 @@ from forestops.modeling.tracking import (
     TAG_CANDIDATE,
     TAG_CHALLENGER_SCORE,
     TAG_CHAMPION_SCORE,
+    TAG_DATA_HASH,
     TAG_DECISION,
     TAG_KIND,
+    TAG_MAX_BATCH_ID,
     mlflow_uris,
     resolve_serving_model,
 )
 from forestops.pipeline.status import read_latest_model
-from forestops.pipeline.train import TAG_DATA_HASH, TAG_MAX_BATCH_ID, train
+from forestops.pipeline.train import train
 from forestops.store.reads import training_frame
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 

@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.features import frame_to_arrays
-from forestops.modeling.tracking import TAG_CANDIDATE, mlflow_uris
-from forestops.pipeline.explanation import CHART, DEPENDENCE, MAX_ROWS, TABLE, TAG
+from forestops.modeling.tracking import TAG_CANDIDATE, TAG_EXPLANATION, mlflow_uris
+from forestops.pipeline.explanation import CHART, DEPENDENCE, MAX_ROWS, TABLE
 from forestops.pipeline.train import train
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 
@@ -31,7 +31,7 @@ def test_candidates_log_what_they_rely_on(settings: Settings, dataset_path: Path
     runs = {c.name: client.get_run(c.run_id) for c in result.candidates}
 
     linear = runs["logistic_regression"]
-    assert linear.data.tags[TAG].startswith("none: the model is a LogisticRegression")
+    assert linear.data.tags[TAG_EXPLANATION].startswith("none: the model is a LogisticRegression")
     assert not [a for a in client.list_artifacts(linear.info.run_id, "explanation")]
 
     run = runs["lightgbm"]

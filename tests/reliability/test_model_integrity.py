@@ -25,15 +25,9 @@ from sqlalchemy import select
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.integrity import (
-    KEY_FILE,
-    TAG_SIGNATURE,
-    SigningKeyError,
-    sign_files,
-    signing_key,
-)
+from forestops.modeling.integrity import KEY_FILE, SigningKeyError, sign_files, signing_key
+from forestops.modeling.tracking import TAG_DECISION_REASON, TAG_SIGNATURE
 from forestops.pipeline.monitor import monitor
-from forestops.pipeline.promote import TAG_DECISION_REASON
 from forestops.pipeline.train import train
 from forestops.serving.app import create_app
 from forestops.serving.holder import ModelHolder

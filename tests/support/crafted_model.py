@@ -13,10 +13,15 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from forestops.config import Settings
-from forestops.modeling.integrity import TAG_SIGNATURE
 from forestops.modeling.package import log_forest_model
-from forestops.modeling.tracking import PRIMARY_METRIC, TAG_CANDIDATE, TAG_KIND, mlflow_uris
-from forestops.pipeline.train import TAG_MAX_BATCH_ID
+from forestops.modeling.tracking import (
+    PRIMARY_METRIC,
+    TAG_CANDIDATE,
+    TAG_KIND,
+    TAG_MAX_BATCH_ID,
+    TAG_SIGNATURE,
+    mlflow_uris,
+)
 from support.champion import read_rows, tiny_pipeline
 
 

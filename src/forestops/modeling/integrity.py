@@ -38,13 +38,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from forestops.config import Settings
-from forestops.modeling.tracking import MODEL_ARTIFACT, ServingModelRef
+from forestops.modeling.tracking import MODEL_ARTIFACT, TAG_SIGNATURE, ServingModelRef
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
     from mlflow.tracking import MlflowClient
 
-TAG_SIGNATURE = "forestops.model_signature"
 KEY_FILE = "model-signing.key"
 MIN_KEY_LENGTH = 32
 _VERSION = "v1"

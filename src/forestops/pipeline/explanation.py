@@ -21,6 +21,7 @@ from forestops import contract
 from forestops.modeling.explain import Explanation, explainer_for
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.package import ForestCoverModel
+from forestops.modeling.tracking import TAG_EXPLANATION
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ MAX_ROWS = 500
 TABLE = "explanation/global_importance.json"
 CHART = "explanation/global_importance.png"
 DEPENDENCE = "explanation/dependence.png"
-TAG = "forestops.explanation"
 TOP_FEATURES = 3
 
 
@@ -89,7 +89,7 @@ def log_global_explanation(model: ForestCoverModel, features: pd.DataFrame, seed
     """Log the candidate's global explanation to the active run (or why there is none)."""
     explainer, why_not = explainer_for(model)
     if explainer is None:
-        mlflow.set_tag(TAG, f"none: {why_not}")
+        mlflow.set_tag(TAG_EXPLANATION, f"none: {why_not}")
         return
     sample = features.sample(min(MAX_ROWS, len(features)), random_state=seed)
     explanation = explainer.explain(*frame_to_arrays(sample), threads=0)  # 0: all cores
@@ -98,5 +98,7 @@ def log_global_explanation(model: ForestCoverModel, features: pd.DataFrame, seed
     mlflow.log_figure(_importance_figure(table, len(sample)), CHART)
     top = table["feature"].head(TOP_FEATURES).tolist()
     mlflow.log_figure(_dependence_figure(sample, explanation, top), DEPENDENCE)
-    mlflow.set_tag(TAG, f"TreeSHAP on {len(sample)} evaluation rows; top: {', '.join(top)}")
+    mlflow.set_tag(
+        TAG_EXPLANATION, f"TreeSHAP on {len(sample)} evaluation rows; top: {', '.join(top)}"
+    )
     log.info("global explanation: top features %s", ", ".join(top))

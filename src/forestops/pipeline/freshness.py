@@ -15,8 +15,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import func, inspect, select
 
 from forestops.config import Settings
-from forestops.modeling.tracking import latest_training_job
-from forestops.pipeline.train import TAG_MAX_BATCH_ID
+from forestops.modeling.tracking import TAG_MAX_BATCH_ID, latest_training_job
 from forestops.store.database import get_engine
 from forestops.store.schema import forest_cover_samples
 

@@ -35,26 +35,29 @@ from forestops.modeling.candidates import build_candidates
 from forestops.modeling.package import ForestCoverModel, input_example
 from forestops.modeling.tracking import (
     PRIMARY_METRIC,
+    TAG_ACTION,
+    TAG_ACTION_AT,
+    TAG_ACTION_BY,
+    TAG_ACTION_REASON,
     TAG_CHALLENGER_SCORE,
+    TAG_CHAMPION_VERSION,
+    TAG_DATA_HASH,
     TAG_DECISION,
+    TAG_MAX_BATCH_ID,
+    TAG_PREVIOUS_CHAMPION,
     mlflow_uris,
 )
 from forestops.pipeline.evaluate import predict_probabilities
 from forestops.pipeline.freshness import check_new_data
 from forestops.pipeline.notify import notify
 from forestops.pipeline.notify_inference import ReloadRefused, reload_replicas
-from forestops.pipeline.promote import PROMOTED, TAG_CHAMPION_VERSION, load_version
-from forestops.pipeline.train import TAG_DATA_HASH, TAG_MAX_BATCH_ID, TrainResult, train
+from forestops.pipeline.promote import PROMOTED, load_version
+from forestops.pipeline.train import TrainResult, train
 from forestops.store.audit import record_action
 from forestops.store.database import get_engine, upgrade
 
 log = logging.getLogger(__name__)
 
-TAG_PREVIOUS_CHAMPION = "forestops.previous_champion"
-TAG_ACTION = "forestops.action"  # the last operator action on the version
-TAG_ACTION_BY = "forestops.action_by"
-TAG_ACTION_AT = "forestops.action_at"
-TAG_ACTION_REASON = "forestops.action_reason"
 PROMOTE, ROLLBACK, TRAIN = "promote", "rollback", "train"
 DONE, REFUSED = "done", "refused"
 

@@ -44,11 +44,11 @@ from forestops.config import Settings
 from forestops.modeling.integrity import ModelIntegrityError, load_verified
 from forestops.modeling.tracking import (
     PRIMARY_METRIC,
+    TAG_MAX_BATCH_ID,
     ServingModelRef,
     resolve_serving_model,
 )
 from forestops.pipeline.notify import notify
-from forestops.pipeline.train import TAG_MAX_BATCH_ID
 from forestops.store.database import get_engine, upgrade
 from forestops.store.monitoring import save_report
 from forestops.store.schema import forest_cover_samples, prediction_log

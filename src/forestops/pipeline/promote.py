@@ -37,15 +37,15 @@ from forestops.modeling.integrity import ModelIntegrityError, load_verified
 from forestops.modeling.tracking import (
     TAG_CHALLENGER_SCORE,
     TAG_CHAMPION_SCORE,
+    TAG_CHAMPION_VERSION,
     TAG_DECISION,
+    TAG_DECISION_REASON,
     registered_ref,
 )
 from forestops.pipeline.evaluate import accuracy, predict_probabilities
 
 log = logging.getLogger(__name__)
 
-TAG_CHAMPION_VERSION = "forestops.champion_version"  # the version the challenger was compared with
-TAG_DECISION_REASON = "forestops.decision_reason"
 PROMOTED, REJECTED, PENDING = "promoted", "rejected", "pending"
 _ALIAS_RACE_ATTEMPTS = 3
 

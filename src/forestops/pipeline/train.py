@@ -30,13 +30,22 @@ from sqlalchemy.engine import make_url
 from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.candidates import Candidate, build_candidates, stratified_split
-from forestops.modeling.integrity import TAG_SIGNATURE, sign_logged_model, signing_key
+from forestops.modeling.integrity import sign_logged_model, signing_key
 from forestops.modeling.package import ForestCoverModel, log_forest_model
 from forestops.modeling.tracking import (
     MODEL_ARTIFACT,
+    TAG_BATCH_IDS,
+    TAG_BEST,
     TAG_CANDIDATE,
+    TAG_DATA_HASH,
     TAG_DECISION,
     TAG_KIND,
+    TAG_LATEST_BATCH_ID,
+    TAG_MAX_BATCH_ID,
+    TAG_MIN_BATCH_ID,
+    TAG_MODEL_VERSION,
+    TAG_ROWS,
+    TAG_SIGNATURE,
     mlflow_uris,
     resolve_serving_model,
 )
@@ -56,14 +65,6 @@ from forestops.store.signatures import record_signature, record_version
 
 log = logging.getLogger(__name__)
 
-TAG_DATA_HASH = "forestops.data_hash"
-TAG_ROWS = "forestops.rows"
-TAG_MIN_BATCH_ID = "forestops.min_batch_id"
-TAG_MAX_BATCH_ID = "forestops.max_batch_id"  # newest batch that contributed rows
-TAG_LATEST_BATCH_ID = "forestops.latest_batch_id"  # newest ingestion batch of any outcome
-TAG_BATCH_IDS = "forestops.batch_ids"  # compact ranges, e.g. "1-10,12"
-TAG_BEST = "forestops.best_candidate"
-TAG_MODEL_VERSION = "forestops.model_version"
 _TAG_LIMIT = 5000  # MLflow caps tag values; the full list is in lineage.json
 
 

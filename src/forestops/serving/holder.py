@@ -38,7 +38,6 @@ from forestops.files import write_atomically
 from forestops.modeling.explain import Explainer, explainer_for
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.integrity import (
-    TAG_SIGNATURE,
     ModelIntegrityError,
     download,
     model_files_uri,
@@ -46,7 +45,12 @@ from forestops.modeling.integrity import (
     verify_files,
 )
 from forestops.modeling.package import PROBABILITY_COLUMNS, ForestCoverModel, input_example
-from forestops.modeling.tracking import MODEL_ARTIFACT, ServingModelRef, resolve_serving_model
+from forestops.modeling.tracking import (
+    MODEL_ARTIFACT,
+    TAG_SIGNATURE,
+    ServingModelRef,
+    resolve_serving_model,
+)
 from forestops.serving.compiled_forest import (
     TOLERANCE,
     CompileCancelled,
