@@ -321,7 +321,7 @@ def main() -> int:
     parser.add_argument("--step-seconds", type=float, default=30.0)
     parser.add_argument("--hold-seconds", type=float, default=120.0)
     parser.add_argument("--spawn-rate", type=float, default=50.0, help="users started per second")
-    parser.add_argument("--processes", type=int, default=2, help="Locust worker processes")
+    parser.add_argument("--processes", type=int, default=4, help="Locust worker processes")
     parser.add_argument("--cpus", type=float, default=1.0)
     parser.add_argument("--memory-mib", type=int, default=512)
     parser.add_argument("--flip-every", type=float, default=60.0, help="s between promotions")
