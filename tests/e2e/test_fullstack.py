@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import httpx
@@ -95,10 +96,15 @@ def _tail(where: Path | dict[str, Any], lines: int = 80) -> str:
 def test_the_dags_run_on_celery_and_every_replica_serves_the_champion(
     stack: dict[str, Any], dataset_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the tracking server runs MLflow's basic-auth app: anonymous requests are refused
-    assert httpx.get(f"{stack['mlflow_url']}/api/2.0/mlflow/experiments/search").status_code == 401
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", stack["mlflow_user"])
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack["mlflow_password"])
+    # the tracking server runs MLflow's basic-auth app: anonymous requests are refused; the
+    # printed mlflow_url carries the read-only account, so a plain client reads the registry
+    parts = urlsplit(stack["mlflow_url"])
+    assert parts.username == "reader"
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert httpx.get(f"{parts.scheme}://{parts.hostname}:{parts.port}{search}").status_code == 401
+    assert httpx.get(f"{stack['mlflow_url']}{search}").status_code == 200
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(key, raising=False)
     airflow = AirflowRest(stack["airflow_url"], stack["airflow_user"], stack["airflow_password"])
     for dag_id in (DATA, TRAINING, MONITORING):
         airflow.wait_for_dag(dag_id)

@@ -84,7 +84,11 @@ def _endpoints(
         "airflow_url": url("airflow-apiserver", 8080),
         "airflow_user": env.get("AIRFLOW_ADMIN_USER") or "admin",
         "airflow_password": env["AIRFLOW_ADMIN_PASSWORD"],
-        "mlflow_url": url("mlflow", 5000),
+        # the read-only account in the URL, so any HTTP or MLflow client reads the registry
+        # as it is (basic auth); the admin's login is for the MLflow UI in a browser
+        "mlflow_url": url("mlflow", 5000).replace(
+            "://", f"://reader:{env['MLFLOW_READER_PASSWORD']}@", 1
+        ),
         "mlflow_user": env.get("MLFLOW_ADMIN_USER") or "admin",
         "mlflow_password": env["MLFLOW_ADMIN_PASSWORD"],
         "inference_url": url("lb", 8000),

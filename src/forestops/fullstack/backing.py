@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import random
 import re
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
@@ -60,11 +62,52 @@ def provision(compose_env: dict[str, str], services: set[str]) -> Iterator[Backi
         for service in sorted(services & local.MARIADB_SERVICES):
             stack.enter_context(_mariadb(backing, backends, service))
         for service in sorted(services & local.REDIS_SERVICES):
-            local_url = f"{backends.redis_url.rstrip('/')}/{random.randint(1, 15)}"
-            backing._rewriters[service] = _constant(local_url)
+            number = stack.enter_context(_redis_database(backends.redis_url, backing.run_id))
+            backing._rewriters[service] = _constant(f"{backends.redis_url.rstrip('/')}/{number}")
         for service in sorted(services & local.S3_SERVICES):
             stack.enter_context(_s3(backing, service, compose_env))
         yield backing
+
+
+_REDIS_CLAIM = "forestops:fullstack:claimed-by"
+
+
+@contextmanager
+def _redis_database(redis_url: str, run_id: str) -> Iterator[int]:
+    """A Redis database number no other harness holds: two stacks sharing one Celery broker take
+    each other's tasks (a worker then runs a task of the other stack's Airflow, whose API refuses
+    its token, and the run stays queued). Claimed with SET NX, emptied and released at the end."""
+    address = urlsplit(redis_url)
+    host, port = address.hostname or "127.0.0.1", address.port or 6379
+    for number in random.sample(range(1, 16), 15):
+        if _redis(host, port, number, "SET", _REDIS_CLAIM, run_id, "NX", "EX", "86400") == b"+OK":
+            break
+    else:
+        raise RuntimeError(f"every Redis database of {host}:{port} is claimed by another stack")
+    try:
+        yield number
+    finally:
+        _redis(host, port, number, "FLUSHDB")
+
+
+def _redis(host: str, port: int, database: int, *command: str) -> bytes:
+    """One command in database `database` (RESP over a socket: the app environment has no Redis
+    client library, and this needs two commands)."""
+
+    def encode(*words: str) -> bytes:
+        parts = [f"*{len(words)}\r\n".encode()]
+        for word in words:
+            data = word.encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        return b"".join(parts)
+
+    with socket.create_connection((host, port), timeout=10) as conn:
+        conn.sendall(encode("SELECT", str(database)) + encode(*command))
+        reader = conn.makefile("rb")
+        selected = reader.readline().strip()
+        if selected != b"+OK":
+            raise RuntimeError(f"Redis {host}:{port} SELECT {database}: {selected!r}")
+        return reader.readline().strip()
 
 
 def _constant(url: str) -> Callable[[re.Match[str]], str]:
