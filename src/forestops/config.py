@@ -159,7 +159,9 @@ class Settings(BaseSettings):
         (), description="Comma-separated API keys; unset: the API is open"
     )
     admin_api_key: SecretStr | None = Field(
-        None, description="Key for POST /reload when API_KEYS is set"
+        None,
+        description="Key for POST /reload when API_KEYS is set, and the operator's key for the "
+        "operations API's actions (unset there: actions disabled)",
     )
     max_batch_rows: int = Field(
         10_000, ge=1, description="Most records per /predict request (more: 413)"
@@ -238,6 +240,16 @@ class Settings(BaseSettings):
     ui_request_timeout_s: float = Field(
         60.0, gt=0, description="UI -> inference API; large CSV batches need time"
     )
+    operations_api_url: str = Field(
+        "",
+        description="Where the UI reaches the operations API (`forestops operations-api`); "
+        "unset: the Model page shows no operator actions",
+    )
+
+    # --- operations API ------------------------------------------------------------------------
+    operations_port: int = Field(
+        8090, description="Port of `forestops operations-api` and of the one `forestops up` starts"
+    )
 
     # --- embedded scheduler ------------------------------------------------------------------
     ingest_interval_s: float = Field(
@@ -266,7 +278,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("source_api_base_url")
+    @field_validator("source_api_base_url", "operations_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value:
