@@ -138,3 +138,23 @@ def test_a_job_killed_while_gating_leaves_a_pending_version_and_the_champion(
     assert version_tags(settings, "2")[TAG_DECISION] == "pending"
     status = read_latest_model(settings)
     assert status is not None and status["version"] == "1"  # the file still tells the last outcome
+
+
+def test_registry_disabled_a_weaker_run_leaves_the_better_earlier_run_serving(
+    settings: Settings, dataset_path: Path
+) -> None:
+    settings = settings.model_copy(update={"mlflow_enable_model_registry": False})
+    seed_samples(settings, course_rows(dataset_path, 2500))
+    strong = train(tiny(settings, **STRONG))
+    assert (strong.decision, strong.champion_changed) == ("unregistered", True)
+
+    weak = train(tiny(settings, **WEAK))
+
+    assert (weak.decision, weak.champion_changed, weak.model_version) == (
+        "unregistered",
+        False,
+        None,
+    )
+    assert weak.message.endswith("a better earlier run stays served")
+    assert weak.champion_uri == f"runs:/{strong.candidates[0].run_id}/model"
+    assert MlflowClient(settings.mlflow_tracking_uri).search_registered_models() == []

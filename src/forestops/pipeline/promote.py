@@ -15,6 +15,10 @@ nobody should serve, with the refusal as the recorded reason.
 Right before moving the alias the gate re-reads it; if another job promoted meanwhile, that
 new champion is scored too (the registry has no compare-and-set, so a race is narrowed to the
 instant between that read and the write).
+
+With the registry disabled there is no version and no alias: the experiment's best finished
+candidate run serves (`tracking.resolve_serving_model`), so `choose_run` only reports whether
+this job's run is now that run, or a better earlier one stays.
 """
 
 from __future__ import annotations
@@ -40,13 +44,16 @@ from forestops.modeling.tracking import (
     TAG_CHAMPION_VERSION,
     TAG_DECISION,
     TAG_DECISION_REASON,
+    ServingModelRef,
     registered_ref,
+    resolve_serving_model,
 )
 from forestops.pipeline.evaluate import accuracy, predict_probabilities
 
 log = logging.getLogger(__name__)
 
 PROMOTED, REJECTED, PENDING = "promoted", "rejected", "pending"
+UNREGISTERED = "unregistered"  # the registry is disabled: a run serves, nothing is registered
 _ALIAS_RACE_ATTEMPTS = 3
 
 
@@ -107,6 +114,29 @@ def register_and_gate(
         promotion.reason,
     )
     return promotion
+
+
+@dataclass(frozen=True)
+class RunChoice:
+    """The registry-off gate's answer: what serves after this job, and whether it is this job's run."""
+
+    run_id: str  # this job's best candidate run
+    served: ServingModelRef | None  # the run serving now (None: the experiment has none)
+
+    @property
+    def chosen(self) -> bool:
+        return self.served is not None and self.served.run_id == self.run_id
+
+    @property
+    def reason(self) -> str:
+        served = "it is now the served run" if self.chosen else "a better earlier run stays served"
+        return f"registry disabled, nothing registered, {served}"
+
+
+def choose_run(settings: Settings, client: MlflowClient, run_id: str) -> RunChoice:
+    """Registry off: `run_id` serves if it is the experiment's best finished candidate, the same
+    rule serving resolves by, so the gate and the server cannot disagree."""
+    return RunChoice(run_id, resolve_serving_model(settings, client))
 
 
 def _register(

@@ -47,7 +47,6 @@ from forestops.modeling.tracking import (
     TAG_ROWS,
     TAG_SIGNATURE,
     mlflow_uris,
-    resolve_serving_model,
 )
 from forestops.pipeline.evaluate import (
     confusion_figure,
@@ -57,7 +56,7 @@ from forestops.pipeline.evaluate import (
 )
 from forestops.pipeline.explanation import log_global_explanation
 from forestops.pipeline.notify import notify
-from forestops.pipeline.promote import register_and_gate
+from forestops.pipeline.promote import UNREGISTERED, choose_run, register_and_gate
 from forestops.pipeline.status import write_latest_model
 from forestops.store.database import get_engine, upgrade
 from forestops.store.reads import TrainingData, TrainingLineage, training_frame
@@ -393,22 +392,21 @@ class _Outcome:
 def _publish(
     settings: Settings, client: MlflowClient, split: _Split, best: CandidateScore, model: _Logged
 ) -> _Outcome:
-    """Registry on: register + gate. Registry off: the best run is served (DESIGN.md, Models)."""
+    """The champion gate is `pipeline.promote`'s: registry on, register + gate; registry off,
+    the best run serves (DESIGN.md, Models). Here only its answer becomes the job's outcome."""
     headline = f"best {best.name} accuracy {best.accuracy:.4f}"
     if not settings.mlflow_enable_model_registry:
-        serving = resolve_serving_model(settings, client)
-        changed = serving is not None and serving.run_id == best.run_id
-        served = "it is now the served run" if changed else "a better earlier run stays served"
+        choice = choose_run(settings, client, best.run_id)
         return _Outcome(
-            decision="unregistered",
-            champion_changed=changed,
+            decision=UNREGISTERED,
+            champion_changed=choice.chosen,
             version=None,
             uri=f"runs:/{best.run_id}/{MODEL_ARTIFACT}",
-            message=f"{headline}; registry disabled, nothing registered, {served}",
+            message=f"{headline}; {choice.reason}",
             champion={
-                "uri": serving.uri if serving else None,
+                "uri": choice.served.uri if choice.served else None,
                 "version": None,
-                "run_id": serving.run_id if serving else None,
+                "run_id": choice.served.run_id if choice.served else None,
             },
         )
     promotion = register_and_gate(
