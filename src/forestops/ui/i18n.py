@@ -70,6 +70,27 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
         "en": "Live accuracy over time",
         "es": "Exactitud en datos nuevos a lo largo del tiempo",
     },
+    "reliance_title": {
+        "en": "What the champion relies on: training vs served",
+        "es": "En qué se apoya el campeón: entrenamiento frente a lo servido",
+    },
+    "reliance_caption": {
+        "en": "Each input's share of the model's mean |push| (TreeSHAP) on the training's "
+        "evaluation rows and on {rows} records it answered in the latest window. Total shift "
+        "{total}: the part of what the model relies on that moved between inputs (0: none, 1: all).",
+        "es": "Parte de cada entrada en el empuje medio |·| del modelo (TreeSHAP) en las filas de "
+        "evaluación del entrenamiento y en {rows} registros que respondió en la última ventana. "
+        "Cambio total {total}: la parte de aquello en que se apoya el modelo que pasó de unas "
+        "entradas a otras (0: nada, 1: todo).",
+    },
+    "reliance_skipped": {
+        "en": "Not compared in the latest report: {note}.",
+        "es": "No se comparó en el último informe: {note}.",
+    },
+    "reliance_share": {"en": "Share of mean |push|", "es": "Parte del empuje medio |·|"},
+    "reliance_training": {"en": "Training", "es": "Entrenamiento"},
+    "reliance_served": {"en": "Served", "es": "Servido"},
+    "reliance_shift": {"en": "Shift of share", "es": "Cambio de la parte"},
     "report_time": {"en": "Report time", "es": "Hora del informe"},
     "not_measured": {"en": "not measured", "es": "sin medir"},
     "language": {"en": "Language", "es": "Idioma"},
