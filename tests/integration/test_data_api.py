@@ -21,6 +21,7 @@ from forestops.source import protocol
 from forestops.source.dataset import read_dataset
 from forestops.source.server import create_app, serve_builtin
 from forestops.webserver import BackgroundServer, free_port
+from support.clock import ManualClock
 from support.dataset_files import course_csv
 
 ROWS = 2000
@@ -93,11 +94,14 @@ def test_rows_are_course_strings_sampled_from_the_current_batch(
 def test_batch_advances_once_per_call_after_min_update_time(
     subset: pd.DataFrame, tmp_path: Path
 ) -> None:
-    with serve(subset, tmp_path / "state.json", min_update_time=0.3) as api:
+    clock = ManualClock()
+    with serve(subset, tmp_path / "state.json", min_update_time=300, clock=clock) as api:
         assert get_batch(api)["batch_number"] == 1
-        time.sleep(0.35)
+        clock.advance(299.9)
+        assert get_batch(api)["batch_number"] == 1  # the window is still open
+        clock.advance(0.1)
         assert get_batch(api)["batch_number"] == 2
-        time.sleep(1.0)  # three windows passed: still only the next batch
+        clock.advance(3 * 300)  # three windows passed: still only the next batch
         assert get_batch(api)["batch_number"] == 3
 
 

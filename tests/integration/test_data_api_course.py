@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,13 @@ from forestops.source.course_server import COURSE_INVALID_GROUP, create_course_a
 from forestops.source.dataset import read_dataset
 from forestops.source.server import serve_builtin
 from forestops.webserver import BackgroundServer
+from support.clock import ManualClock
 from support.dataset_files import course_csv
 
 ROWS = 2005
 B = ROWS // 10
 WINDOW = 300.0
-
-
-@dataclass
-class FakeClock:
-    """Unix seconds that move only when the test says so."""
-
-    now: float = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def after_window(self) -> None:
-        self.now += WINDOW + 0.001
+PAST_WINDOW = WINDOW + 0.001
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +37,7 @@ def subset(dataset_path: Path) -> pd.DataFrame:
 
 
 @contextmanager
-def serve(frame: pd.DataFrame, state: Path, clock: FakeClock) -> Iterator[httpx.Client]:
+def serve(frame: pd.DataFrame, state: Path, clock: ManualClock) -> Iterator[httpx.Client]:
     app = create_course_app(frame, state, min_update_time=WINDOW, seed=3, clock=clock)
     with (
         BackgroundServer(app) as server,
@@ -69,16 +57,16 @@ def rows_of(frame: pd.DataFrame, start: int, stop: int) -> set[tuple[str, ...]]:
 def test_every_batch_of_a_group_samples_its_slice_and_batch_10_is_served_once(
     subset: pd.DataFrame, tmp_path: Path
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     with serve(subset, tmp_path / "timestamps.json", clock) as api:
         answers: list[dict[str, Any]] = []
         for _ in range(protocol.N_BATCHES):
             response = get(api, 2)
             assert response.status_code == 200, response.text
             answers.append(response.json())
-            clock.after_window()
+            clock.advance(PAST_WINDOW)
         done = get(api, 2)
-        clock.after_window()
+        clock.advance(PAST_WINDOW)
         still_done = get(api, 2)
     assert [a["batch_number"] for a in answers] == list(range(1, 11))
     assert {a["group_number"] for a in answers} == {2}
@@ -96,16 +84,16 @@ def test_every_batch_of_a_group_samples_its_slice_and_batch_10_is_served_once(
 def test_the_counter_moves_only_strictly_after_the_window_and_one_step_at_a_time(
     subset: pd.DataFrame, tmp_path: Path
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     state = tmp_path / "timestamps.json"
     with serve(subset, state, clock) as api:
         assert get(api, 1).json()["batch_number"] == 1  # -1 jumps to 1 on the first call
         first_advance = clock.now
-        clock.now += WINDOW  # exactly the window: the course wants strictly more
+        clock.advance(WINDOW)  # exactly the window: the course wants strictly more
         assert get(api, 1).json()["batch_number"] == 1
-        clock.now += 0.001
+        clock.advance(0.001)
         assert get(api, 1).json()["batch_number"] == 2
-        clock.now += 10 * WINDOW  # many windows: still one step
+        clock.advance(10 * WINDOW)  # many windows: still one step
         assert get(api, 1).json()["batch_number"] == 3
         assert get(api, 1).json()["batch_number"] == 3
     saved = json.loads(state.read_text())
@@ -117,13 +105,13 @@ def test_the_counter_moves_only_strictly_after_the_window_and_one_step_at_a_time
 def test_group_10_always_answers_500(subset: pd.DataFrame, tmp_path: Path) -> None:
     """Its slice is the last N - 10*B = 5 rows, fewer than a 20-row sample. Its counter still
     moves in memory; the file gets it with the next answered call of any group, as the course's."""
-    clock = FakeClock()
+    clock = ManualClock()
     state = tmp_path / "timestamps.json"
     with serve(subset, state, clock) as api:
         for _ in range(3):
             response = get(api, 10)
             assert (response.status_code, response.text) == (500, "Internal Server Error")
-            clock.after_window()
+            clock.advance(PAST_WINDOW)
         assert not state.exists()  # the course writes after the sample, which raised
         assert get(api, 9).status_code == 200
     assert json.loads(state.read_text())["10"][1] == 3
@@ -133,7 +121,7 @@ def test_group_10_always_answers_500(subset: pd.DataFrame, tmp_path: Path) -> No
 def test_an_invalid_group_is_the_courses_400(
     subset: pd.DataFrame, tmp_path: Path, group: int
 ) -> None:
-    with serve(subset, tmp_path / "timestamps.json", FakeClock()) as api:
+    with serve(subset, tmp_path / "timestamps.json", ManualClock()) as api:
         for path in ("/data", "/restart_data_generation"):
             response = get(api, group, path)
             assert response.status_code == 400
@@ -144,11 +132,11 @@ def test_an_invalid_group_is_the_courses_400(
 def test_restart_answers_ok_and_the_next_call_is_batch_1(
     subset: pd.DataFrame, tmp_path: Path
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     with serve(subset, tmp_path / "timestamps.json", clock) as api:
         for _ in range(protocol.N_BATCHES):
             get(api, 3)
-            clock.after_window()
+            clock.advance(PAST_WINDOW)
         assert get(api, 3).status_code == 400
         restarted = get(api, 3, "/restart_data_generation")
         assert (restarted.status_code, restarted.json()) == (200, ["ok"])
@@ -156,15 +144,15 @@ def test_restart_answers_ok_and_the_next_call_is_batch_1(
 
 
 def test_state_survives_a_server_restart(subset: pd.DataFrame, tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     state = tmp_path / "timestamps.json"
     with serve(subset, state, clock) as api:
         get(api, 4)
-        clock.after_window()
+        clock.advance(PAST_WINDOW)
         assert get(api, 4).json()["batch_number"] == 2
     with serve(subset, state, clock) as api:
         assert get(api, 4).json()["batch_number"] == 2  # same window, same batch
-        clock.after_window()
+        clock.advance(PAST_WINDOW)
         assert get(api, 4).json()["batch_number"] == 3
 
 

@@ -27,20 +27,11 @@ from forestops.source.course_server import create_course_app
 from forestops.source.dataset import read_dataset
 from forestops.source.server import create_app
 from forestops.webserver import BackgroundServer
+from support.clock import ManualClock
 
 ROWS = 2005
 WINDOW = 300.0
-
-
-@dataclass
-class FakeClock:
-    now: float = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def after_window(self) -> None:
-        self.now += WINDOW + 0.001
+PAST_WINDOW = WINDOW + 0.001
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +43,10 @@ def subset(dataset_path: Path) -> pd.DataFrame:
 class Source:
     mode: str
     url: str
-    clock: FakeClock
+    clock: ManualClock
 
 
-APPS: dict[str, Callable[[pd.DataFrame, Path, FakeClock], FastAPI]] = {
+APPS: dict[str, Callable[[pd.DataFrame, Path, ManualClock], FastAPI]] = {
     "default": lambda frame, state, clock: create_app(
         frame, state, min_update_time=WINDOW, seed=1, clock=clock
     ),
@@ -69,7 +60,7 @@ APPS: dict[str, Callable[[pd.DataFrame, Path, FakeClock], FastAPI]] = {
 def source(
     request: pytest.FixtureRequest, subset: pd.DataFrame, tmp_path: Path
 ) -> Iterator[Source]:
-    clock = FakeClock()
+    clock = ManualClock()
     with BackgroundServer(APPS[request.param](subset, tmp_path / "state.json", clock)) as server:
         yield Source(request.param, server.url, clock)
 
@@ -85,7 +76,7 @@ def test_all_ten_batches_then_all_collected(source: Source) -> None:
             payload = api.fetch(3)
             assert (payload.group_number, len(payload.rows)) == (3, 20)
             seen.append(payload.batch_number)
-            source.clock.after_window()
+            source.clock.advance(PAST_WINDOW)
         assert seen == list(range(1, 11))
         with pytest.raises(AllDataCollected, match="Ya se recolect"):
             api.fetch(3)
@@ -97,7 +88,7 @@ def test_batch_10_is_served_for_one_call_by_the_course_and_its_window_by_default
     with client(source.url) as api:
         for _ in range(protocol.N_BATCHES - 1):
             api.fetch(4)
-            source.clock.after_window()
+            source.clock.advance(PAST_WINDOW)
         assert api.fetch(4).batch_number == 10
         if source.mode == "course":
             with pytest.raises(AllDataCollected):
