@@ -66,6 +66,10 @@ class ModelOpError(RuntimeError):
     """The action cannot start: no registry, no such version, nothing to roll back to."""
 
 
+class UnknownVersion(ModelOpError):
+    """The version asked for is not registered (the operations API answers 404 for it)."""
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     version: str
@@ -304,7 +308,7 @@ def _version(client: MlflowClient, settings: Settings, version: str) -> ModelVer
         return client.get_model_version(settings.model_name, version)
     except MlflowException as error:
         if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
-            raise ModelOpError(f"{settings.model_name} has no version {version!r}") from None
+            raise UnknownVersion(f"{settings.model_name} has no version {version!r}") from None
         raise
 
 
