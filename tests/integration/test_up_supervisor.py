@@ -18,6 +18,7 @@ import pytest
 from forestops.orchestration import services
 from forestops.orchestration.services import Service
 from forestops.orchestration.supervisor import Child, describe_exit
+from support.clock import ManualClock
 from support.process_tree import alive
 
 pytestmark = pytest.mark.slow
@@ -141,13 +142,15 @@ def test_output_is_relayed_in_one_log_format(
     assert wrapped == [("forestops.chatty", "[LightGBM] [Warning] raw line")]
 
 
+FAILING = [PY, "-c", "import sys; print('no luck', flush=True); sys.exit(3)"]
+
+
 def test_a_dead_service_is_reported_and_restarted_after_a_delay(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(services, "MIN_BACKOFF_S", 0.5)
-    service = Service(
-        "flaky", [PY, "-c", "import sys; print('no luck', flush=True); sys.exit(3)"], {}
-    )
+    clock = ManualClock()
+    service = Service("flaky", FAILING, {}, clock=clock)
     caplog.set_level(logging.INFO, logger="forestops.services")
     service.start()
     first = service._child
@@ -156,11 +159,34 @@ def test_a_dead_service_is_reported_and_restarted_after_a_delay(
 
     service.watch()
     assert "flaky stopped (exit code 3): no luck; restarting in 0 s" in caplog.text
+    clock.advance(0.4)
     service.watch()
     assert service._child is first  # still waiting out the delay
 
-    time.sleep(0.6)
+    clock.advance(0.2)
     service.watch()
     assert service._child is not first
     assert "restarting flaky" in caplog.text
     service.stop()
+
+
+def test_the_delay_doubles_on_quick_deaths_and_resets_after_a_stable_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    service = Service("flaky", FAILING, {}, clock=clock)
+    caplog.set_level(logging.INFO, logger="forestops.services")
+    service.start()
+    for ran_for in (1.0, 1.0, services.STABLE_AFTER_S, 1.0):
+        child = service._child
+        assert child is not None
+        child.wait()
+        clock.advance(ran_for)
+        service.watch()  # the death is noticed, the delay logged
+        clock.advance(services.MAX_BACKOFF_S)
+        service.watch()  # the delay is over: started again
+        assert service._child is not child
+    service.stop()
+
+    delays = re.findall(r"restarting in (\d+) s", caplog.text)
+    assert delays == ["2", "4", "2", "4"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from forestops.orchestration.supervisor import TERM_TIMEOUT_S, Child, describe_exit
 
@@ -22,11 +22,19 @@ STABLE_AFTER_S = 60.0
 
 
 class Service:
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self._argv = list(argv)
         self._env = dict(env)
+        self._clock = clock  # seconds; tests drive the delays instead of sleeping through them
         self._child: Child | None = None
+        self._started_at = 0.0
         self._lock = threading.Lock()
         self._stopping = False
         self._backoff = MIN_BACKOFF_S
@@ -35,7 +43,7 @@ class Service:
     def start(self) -> None:
         with self._lock:
             if not self._stopping:
-                self._child = Child(self.name, self._argv, self._env).start()
+                self._spawn()
 
     def watch(self) -> None:
         """Called periodically by the scheduler: notice a death, restart when its delay is over."""
@@ -45,9 +53,9 @@ class Service:
             returncode = self._child.wait(0)
             if returncode is None:
                 return
-            now = time.monotonic()
+            now = self._clock()
             if self._restart_at is None:
-                if now - self._child.started_at >= STABLE_AFTER_S:
+                if now - self._started_at >= STABLE_AFTER_S:
                     self._backoff = MIN_BACKOFF_S
                 self._restart_at = now + self._backoff
                 last = f": {self._child.tail[-1]}" if self._child.tail else ""
@@ -64,7 +72,11 @@ class Service:
                 return
             self._restart_at = None
             log.info("restarting %s", self.name)
-            self._child = Child(self.name, self._argv, self._env).start()
+            self._spawn()
+
+    def _spawn(self) -> None:
+        self._child = Child(self.name, self._argv, self._env).start()
+        self._started_at = self._clock()
 
     def terminate(self) -> None:
         """SIGTERM now, without waiting: services stop while the jobs finish."""
