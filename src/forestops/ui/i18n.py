@@ -498,6 +498,80 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     "audit_actor": {"en": "By", "es": "Por"},
     "audit_reason": {"en": "Reason", "es": "Motivo"},
     "audit_detail": {"en": "What happened", "es": "Qué pasó"},
+    # --- operator actions (Model page, OPERATIONS_API_URL) -------------------------------------
+    "operator_title": {"en": "Act on the champion", "es": "Actuar sobre el campeón"},
+    "operator_sign_in_caption": {
+        "en": "Promoting, rolling back and retraining are for operators: sign in with the "
+        "operations API's admin key. Everyone else sees this page read-only.",
+        "es": "Promover, revertir y reentrenar es cosa de operadores: entra con la clave de "
+        "administración de la API de operaciones. Los demás ven esta página solo en lectura.",
+    },
+    "operator_sign_in": {"en": "Sign in as operator", "es": "Entrar como operador"},
+    "operator_name": {
+        "en": "Your name (kept in the audit trail)",
+        "es": "Tu nombre (queda en el registro de acciones)",
+    },
+    "operator_key": {"en": "Admin key", "es": "Clave de administración"},
+    "operator_signed_in": {
+        "en": "Signed in as operator **{name}** (in this browser session only).",
+        "es": "Has entrado como operador **{name}** (solo en esta sesión del navegador).",
+    },
+    "operator_sign_out": {"en": "Sign out", "es": "Salir"},
+    "operator_wrong_key": {
+        "en": "The operations API refused this key: {detail}",
+        "es": "La API de operaciones rechazó esta clave: {detail}",
+    },
+    "operator_disabled": {
+        "en": "Operator actions are disabled: {detail}",
+        "es": "Las acciones de operación están desactivadas: {detail}",
+    },
+    "operator_unreachable": {
+        "en": "The operations API does not answer: {detail}",
+        "es": "La API de operaciones no responde: {detail}",
+    },
+    "operator_refused": {"en": "Refused: {detail}", "es": "Rechazado: {detail}"},
+    "operator_invalid": {"en": "Not accepted: {detail}", "es": "No aceptado: {detail}"},
+    "operator_failed": {
+        "en": "The operations API failed: {detail}",
+        "es": "La API de operaciones falló: {detail}",
+    },
+    "promote_title": {"en": "Promote a version", "es": "Promover una versión"},
+    "promote_button": {"en": "Promote", "es": "Promover"},
+    "no_other_version": {
+        "en": "No other version to promote.",
+        "es": "No hay otra versión que promover.",
+    },
+    "action_reason": {"en": "Reason", "es": "Motivo"},
+    "rollback_title": {"en": "Roll back", "es": "Revertir"},
+    "rollback_caption": {
+        "en": "Back to the champion the current one replaced.",
+        "es": "Vuelve al campeón al que reemplazó el actual.",
+    },
+    "rollback_button": {"en": "Roll back", "es": "Revertir"},
+    "train_title": {"en": "Train now", "es": "Entrenar ahora"},
+    "train_caption": {
+        "en": "A training on all curated rows, new data or not; the gate still decides whether "
+        "its model becomes champion.",
+        "es": "Un entrenamiento con todas las filas depuradas, haya datos nuevos o no; la "
+        "compuerta sigue decidiendo si su modelo pasa a campeón.",
+    },
+    "train_button": {"en": "Train now", "es": "Entrenar ahora"},
+    "action_done": {"en": "Done: {detail}", "es": "Hecho: {detail}"},
+    "training_started": {
+        "en": "Training started (asked by {actor}); the audit trail shows its outcome when it "
+        "ends.",
+        "es": "Entrenamiento iniciado (pedido por {actor}); el registro de acciones mostrará su "
+        "resultado al terminar.",
+    },
+    "training_running": {
+        "en": "A training asked by {actor} at {started} is running.",
+        "es": "Está en curso un entrenamiento pedido por {actor} a las {started}.",
+    },
+    "training_finished": {
+        "en": "Last training asked here ({actor}, {finished}): {state}. {summary}",
+        "es": "Último entrenamiento pedido aquí ({actor}, {finished}): {state}. {summary}",
+    },
+    "refresh": {"en": "Refresh", "es": "Actualizar"},
     # --- settings / status ---------------------------------------------------------------------
     "status_title": {"en": "Settings and status", "es": "Ajustes y estado"},
     "status_caption": {

@@ -1,5 +1,5 @@
 """Model: what is served, how the last training's candidates compared, where the champion errs,
-and every promotion decision the registry recorded."""
+every promotion decision the registry recorded, and (signed-in operators only) the actions on it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import streamlit as st
 
 from forestops.config import Settings, get_settings
 from forestops.redact import redact_uri
-from forestops.ui import data, registry
+from forestops.ui import data, operator_panel, registry
 from forestops.ui.charts import confusion_chart
 from forestops.ui.i18n import feature_label, t
 from forestops.ui.inference import recent_health, recent_metadata
@@ -253,6 +253,7 @@ def render() -> None:
         _confusion(settings, runs)
         _global_explanation(settings, runs)
         _history(settings)
+    operator_panel.render(settings)  # only with OPERATIONS_API_URL, acting only once signed in
     _audit_trail(settings)  # the app database: readable while MLflow is not
 
 
