@@ -143,6 +143,11 @@ class Settings(BaseSettings):
         50, ge=1, description="Rounds without improvement before early stopping"
     )
     train_n_jobs: int = Field(2, ge=1, description="Threads for the tree models")
+    train_compile_forest: bool = Field(
+        True,
+        description="Training compiles the best LightGBM candidate's forest and ships it with the "
+        "model, so serving answers compiled from the first request (needs INFERENCE_COMPILER)",
+    )
 
     # --- inference service -------------------------------------------------------------------
     inference_api_url: str = Field(

@@ -26,8 +26,9 @@ from forestops.serving.compiled_forest import (
     load_forest,
     max_difference,
 )
-from forestops.serving.holder import ModelHolder, ServedModel
+from forestops.serving.holder import ModelHolder
 from forestops.serving.predictor import lightgbm_booster
+from forestops.serving.served_model import ServedModel
 from support.champion import ChampionStore, champion_store, read_rows, tiny_pipeline
 from support.process_tree import descendants, living
 

@@ -41,6 +41,8 @@ TAG_ACTION_AT = "forestops.action_at"
 TAG_ACTION_REASON = "forestops.action_reason"
 TAG_SIGNATURE = "forestops.model_signature"
 TAG_EXPLANATION = "forestops.explanation"  # why a candidate has no global explanation
+# + a platform key (serving.shipped_forest): the signature of the compiled forest shipped for it
+TAG_COMPILED_FOREST = "forestops.compiled_forest."
 PRIMARY_METRIC = "accuracy"
 MODEL_ARTIFACT = "model"
 _TRACKING_ENV = "MLFLOW_TRACKING_URI"  # also how forestops Settings are configured

@@ -58,6 +58,7 @@ from forestops.pipeline.explanation import log_global_explanation
 from forestops.pipeline.notify import notify
 from forestops.pipeline.promote import UNREGISTERED, choose_run, register_and_gate
 from forestops.pipeline.status import write_latest_model
+from forestops.serving.shipped_forest import ship
 from forestops.store.database import get_engine, upgrade
 from forestops.store.reads import TrainingData, TrainingLineage, training_frame
 from forestops.store.signatures import record_signature, record_version
@@ -151,6 +152,8 @@ def _train(settings: Settings) -> TrainResult:
         if not scores:
             raise RuntimeError(f"every candidate failed: {failed}")
         best = max(scores, key=lambda s: (s.accuracy, s.macro_f1))
+        if settings.train_compile_forest:  # before the gate: a new champion serves compiled at once
+            log.info(ship(settings, client, best.run_id, logged[best.name].model))
         outcome = _publish(settings, client, split, best, logged[best.name])
         mlflow.set_tags(
             {
@@ -307,6 +310,7 @@ def _log_job(settings: Settings, split: _Split, candidates: list[Candidate]) -> 
 class _Logged:
     uri: str
     signature: str  # modeling.integrity's tag value
+    model: ForestCoverModel
 
 
 def _run_candidate(
@@ -376,7 +380,7 @@ def _run_candidate(
         score.fit_seconds,
         f"{fitted.params['fit_rows']:,}",
     )
-    return score, _Logged(info.model_uri, signature)
+    return score, _Logged(info.model_uri, signature, model)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ from forestops.serving.explanations import (
     explained,
     explainer,
 )
-from forestops.serving.holder import ModelHolder, RefreshResult, ServedModel, trained_at_iso
+from forestops.serving.holder import ModelHolder, RefreshResult
+from forestops.serving.served_model import ServedModel, trained_at_iso
 from forestops.serving.metrics import MetricsMiddleware, ServiceMetrics
 from forestops.serving.monitoring_gauges import MonitoringCollector
 from forestops.serving.prediction_log import PredictionLogger

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 
 from forestops import contract
 from forestops.modeling.explain import METHOD, Explainer, Explanation
-from forestops.serving.holder import ServedModel
+from forestops.serving.served_model import ServedModel
 
 CSV_COLUMNS = ("base_value", *(f"contribution_{name}" for name in contract.FEATURE_NAMES))
 
