@@ -127,6 +127,9 @@ monitoring_reports = Table(
     Column("reference_accuracy", Float, nullable=True),  # champion's evaluation accuracy
     Column("alert", Boolean, nullable=False),
     Column("reasons", JSON, nullable=False),  # list of sentences
+    # {"rows", "features": {feature: {training, served, shift}}, "total_shift", "note"}: what
+    # the champion relies on, training vs served (pipeline.reliance); None in older reports
+    Column("reliance", JSON, nullable=True),
 )
 
 model_audit = Table(
