@@ -139,7 +139,24 @@ def test_lightgbm_stops_early_on_a_validation_split_carved_from_training(
     booster = fitted.pipeline.named_steps["model"].booster_
     assert booster.current_iteration() == params["refit_rounds"]
     assert params["model__learning_rate"] == 0.05  # smaller steps on small data
+    assert params["model__metric"] == "multi_error"  # the rounds of the best accuracy
     assert params["model__n_jobs"] == 1 and params["model__num_leaves"] == 15
+
+
+def test_a_small_data_model_is_refitted_with_the_rows_added_and_its_rounds_scaled(
+    rows: pd.DataFrame,
+) -> None:
+    (candidate,) = build_candidates(Settings(train_candidates=("lightgbm",), **TINY))  # type: ignore[arg-type]
+    features, labels = rows.loc[:, list(contract.FEATURE_NAMES)], rows[contract.LABEL].to_numpy()
+    fitted = candidate.fit(features.iloc[:1200], labels[:1200], seed=7)
+    refitted = candidate.refit_with(fitted, features, labels)
+    assert refitted is not None
+    expected = round(fitted.params["refit_rounds"] * len(rows) / 1200)
+    assert refitted.params["refit_rounds"] == expected
+    assert refitted.params["fit_rows"] == len(rows)
+    assert refitted.pipeline.named_steps["model"].booster_.current_iteration() == expected
+    assert refitted.fit_seconds > fitted.fit_seconds
+    assert fitted.params["fit_rows"] == 1200  # the scored model is left as it was
 
 
 def test_boosting_on_large_data_keeps_its_split_and_fits_once() -> None:
@@ -157,6 +174,8 @@ def test_lightgbm_time_budget_ends_boosting(rows: pd.DataFrame) -> None:
     assert fitted.params["stopped_by"] == "time_budget"
     assert fitted.params["best_iteration"] == 1
     assert "refit_rounds" not in fitted.params  # a spent budget is not spent twice
+    (candidate,) = build_candidates(Settings(train_candidates=("lightgbm",), **TINY))  # type: ignore[arg-type]
+    assert candidate.refit_with(fitted, rows, rows[contract.LABEL].to_numpy()) is None
     booster = fitted.pipeline.named_steps["model"].booster_
     assert booster.current_iteration() == 1
 

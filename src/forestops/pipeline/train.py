@@ -247,6 +247,11 @@ class _Split:
             lineage=data.lineage,
         )
 
+    def every_row(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """Training and evaluation rows together (a refit once the evaluation is done)."""
+        features = pd.concat([self.train_features, self.eval_features])
+        return features, np.concatenate([self.train_labels, self.eval_labels])
+
     def log_inputs(self) -> None:
         for dataset, context in zip(self.datasets, ("training", "evaluation"), strict=True):
             mlflow.log_input(dataset, context=context)
@@ -339,6 +344,11 @@ def _run_candidate(
             partial(model.predict, None), split.eval_features
         )
         evaluation = evaluate(split.eval_labels, probabilities)
+        # That score is this model's, on rows it never saw. What is logged (and may serve) is the
+        # same model fitted again with those rows too, where the candidate does so (small data).
+        refitted = candidate.refit_with(fitted, *split.every_row())
+        if refitted is not None:
+            fitted, model = refitted, ForestCoverModel(refitted.pipeline)
         mlflow.log_params(fitted.params)
         mlflow.log_figure(
             confusion_figure(evaluation, f"{candidate.name}: accuracy {evaluation.accuracy:.4f}"),
