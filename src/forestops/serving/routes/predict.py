@@ -1,0 +1,333 @@
+"""`/predict` (JSON) and `/predict/csv`: the model's answers, the service's hot path.
+
+The per-request path of `/predict` is: read the body, parse it with orjson, validate it (the
+contract-generated pydantic model decides; a plainly clean batch is checked in bulk, see
+`decode`), put the values into numpy arrays, call the model's array fast path, write the answer
+with orjson. No DataFrame, no disk, no MLflow call; the model object is read once from the
+holder, so a reload mid-request cannot change the model under it. Small requests run on the
+event loop (a thread hop costs more than the model); batches go to the thread pool, split across
+`INFERENCE_THREADS` single-threaded model calls, so one big request neither stalls the others
+nor leaves a core idle.
+
+422 names the record index and field (`loc`: `["body", <index>, <field>]` for an array,
+`["body", <field>]` for a single object) and lists at most `serving.errors.MAX_ERRORS` errors
+with cut inputs; 413 for more records than `MAX_BATCH_ROWS` (the body size limit is the app's);
+503 while no model is loaded. Bodies over `_INLINE_MAX_BYTES` are parsed and judged in a worker
+thread so `/health` keeps answering, and `/predict/csv` reads its upload only after the key
+check (the guard runs first; a `File()` parameter would be read before it).
+
+The routes need an app whose state `serving.dependencies.set_state` filled; the API-key guard is
+added where the router is included.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+import uuid
+from functools import partial
+from typing import Any
+
+import anyio
+import numpy as np
+import orjson
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, TypeAdapter
+from starlette.datastructures import UploadFile
+
+from forestops import contract
+from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
+from forestops.serving.decode import Arrays, InvalidRecords, records_to_arrays
+from forestops.serving.dependencies import ServiceDep, served_model
+from forestops.serving.errors import brief, capped
+from forestops.serving.explanations import (
+    CSV_COLUMNS,
+    CsvExplainQuery,
+    ExplainQuery,
+    csv_cells,
+    explained,
+    explainer,
+)
+from forestops.serving.prediction_log import PredictionLogger
+from forestops.serving.routes.responses import VALIDATION_ERROR, error_responses
+from forestops.serving.schemas import ForestRecord, PredictResponse
+from forestops.serving.served_model import ServedModel
+
+_INLINE_MAX_ROWS = 32  # above this, the model runs in the thread pool
+_INLINE_MAX_BYTES = 4096  # above this, the body is parsed and judged in the thread pool
+_MIN_SLICE_ROWS = 256  # smaller slices cost more in thread hand-offs than they save
+_RECORDS: TypeAdapter[list[BaseModel]] = TypeAdapter(list[ForestRecord])  # type: ignore[valid-type]
+_CSV_BODY = {  # read by hand, after the key check (a File() parameter is read before it)
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV, ',' or ';' separated, UTF-8 (BOM allowed)",
+                        }
+                    },
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
+def predict_router(max_batch_rows: int) -> APIRouter:
+    """Both routes; `max_batch_rows` goes into the documented body schema only (the handlers
+    enforce the `MAX_BATCH_ROWS` of the settings on app.state, the same value in `create_app`).
+    A factory, not a module-level router: two apps in one process may document different
+    limits, and an included router's routes are shared, not copied."""
+    router = APIRouter()
+    router.add_api_route(
+        "/predict",
+        predict,
+        methods=["POST"],
+        response_model=PredictResponse,
+        responses={**error_responses(401, 413, 415, 503), 422: VALIDATION_ERROR},
+        openapi_extra=_predict_body_schema(max_batch_rows),
+        summary="Classify one record (a JSON object) or a batch (a JSON array of records)",
+    )
+    router.add_api_route(
+        "/predict/csv",
+        predict_csv,
+        methods=["POST"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+                "description": "The input columns, then cover_type_pred, cover_type_name, "
+                "probability_0..probability_6 (cells that a spreadsheet would run as a formula "
+                "get a leading `'`); with ?explain=true then base_value and "
+                "contribution_<feature> for each contract feature (the predicted class's)",
+            },
+            **error_responses(400, 401, 413, 503),
+            422: VALIDATION_ERROR,
+        },
+        openapi_extra=_CSV_BODY,
+        summary="Upload a CSV (canonical or course header), get it back with predictions",
+    )
+    return router
+
+
+async def predict(
+    request: Request, service: ServiceDep, explain: ExplainQuery = "false"
+) -> Response:
+    started = time.perf_counter()
+    settings = service.settings
+    served = served_model(service.holder)
+    _require_json(request.headers.get("content-type"))
+    body = await request.body()
+    if len(body) <= _INLINE_MAX_BYTES:
+        arrays = _decode_body(body, settings.max_batch_rows)
+    else:
+        arrays = await anyio.to_thread.run_sync(_decode_body, body, settings.max_batch_rows)
+    rows = len(arrays[0])
+    explaining = explain != "false"
+    if explaining:  # refused before any work is done
+        explain_with = explainer(served, explain, rows, settings.max_explain_rows)
+    probabilities = await _predict(served, arrays, settings.inference_threads)
+    labels = probabilities.argmax(axis=1)
+    service.metrics.count_predictions(labels)
+    _log_records(
+        service.prediction_logger,
+        request.headers.get("x-request-id"),
+        served,
+        arrays,
+        probabilities,
+        started,
+    )
+    names = contract.CLASS_NAMES
+    predictions = [
+        {"cover_type": label, "cover_type_name": names[label], "probabilities": probs}
+        for label, probs in zip(labels.tolist(), probabilities.tolist(), strict=True)
+    ]
+    if explaining:
+        every = explain == "all"
+        explanation = await anyio.to_thread.run_sync(
+            partial(explain_with.explain, *arrays, only=None if every else labels)
+        )
+        explained(predictions, explanation, labels, every=every)
+    payload = {
+        "model_name": served.model_name,
+        "model_version": served.ref.version,
+        "predictions": predictions,
+    }
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+async def predict_csv(
+    request: Request, service: ServiceDep, explain: CsvExplainQuery = "false"
+) -> Response:
+    settings = service.settings
+    served = served_model(service.holder)
+    async with request.form(max_files=1, max_fields=8) as form:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            missing = {"type": "missing", "loc": ["body", "file"], "msg": "Field required"}
+            raise RequestValidationError([missing])
+        data = await file.read()
+        filename = file.filename
+
+    def score() -> str:
+        started = time.perf_counter()
+        parsed = parse_csv(data, settings.max_batch_rows)
+        arrays = (parsed.numeric, parsed.area, parsed.soil)
+        if explain == "true":
+            explain_with = explainer(served, explain, len(parsed.rows), settings.max_explain_rows)
+        probabilities = served.predict(*arrays)
+        labels = probabilities.argmax(axis=1)
+        service.metrics.count_predictions(labels)
+        _log_records(service.prediction_logger, None, served, arrays, probabilities, started)
+        if explain == "false":
+            return render_csv(parsed, probabilities)
+        cells = csv_cells(explain_with.explain(*arrays, only=labels), labels)
+        return render_csv(parsed, probabilities, CSV_COLUMNS, cells)
+
+    try:
+        text = await anyio.to_thread.run_sync(score)
+    except CsvRejected as error:
+        raise RequestValidationError(capped(error.errors, error.total, ["body", "file"])) from None
+    except TooManyRows as error:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from None
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": attachment(filename)},
+    )
+
+
+def _predict_body_schema(max_batch_rows: int) -> dict[str, Any]:
+    record = ForestRecord.model_json_schema()
+    batch = {
+        "type": "array",
+        "items": record,
+        "minItems": 1,
+        "maxItems": max_batch_rows,
+        "title": "ForestRecords",
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": [record, batch]}}},
+        }
+    }
+
+
+def _log_records(
+    prediction_logger: PredictionLogger | None,
+    request_id: str | None,
+    served: ServedModel,
+    arrays: Arrays,
+    probabilities: np.ndarray,
+    started: float,
+) -> None:
+    if prediction_logger:
+        prediction_logger.record(
+            request_id or uuid.uuid4().hex,
+            served.ref.version or served.ref.run_id,
+            arrays,
+            probabilities.argmax(axis=1),
+            probabilities.max(axis=1),
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+async def _predict(served: ServedModel, arrays: Arrays, threads: int) -> np.ndarray:
+    """Small requests inline; batches split into up to `threads` slices predicted in parallel
+    (model calls release the GIL), so one big request uses every core."""
+    rows = len(arrays[0])
+    if rows <= _INLINE_MAX_ROWS:
+        return served.predict(*arrays)
+    parts = max(1, min(threads, rows // _MIN_SLICE_ROWS))
+    bounds = np.linspace(0, rows, parts + 1, dtype=np.int64)
+    results: list[np.ndarray] = [np.empty(0)] * parts
+
+    async def run(index: int) -> None:
+        numeric, area, soil = (a[bounds[index] : bounds[index + 1]] for a in arrays)
+        results[index] = await anyio.to_thread.run_sync(served.predict, numeric, area, soil)
+
+    async with anyio.create_task_group() as group:
+        for index in range(parts):
+            group.start_soon(run, index)
+    return np.concatenate(results)
+
+
+def _require_json(content_type: str | None) -> None:
+    """The body is read raw (for speed), which skips FastAPI's strict Content-Type check: do it
+    here. A browser sends text/plain or a form cross-site without a CORS preflight."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    json_suffix = media.startswith("application/") and media.endswith("+json")
+    if media == "application/json" or json_suffix:
+        return
+    raise HTTPException(
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        f"Content-Type must be application/json, not {content_type or 'missing'}",
+    )
+
+
+def _decode_body(body: bytes, max_rows: int) -> Arrays:
+    """The model's arrays for a /predict body, or the (bounded) 422 / 413 that it deserves."""
+    items, single = _parse_records(body, max_rows)
+    try:
+        return records_to_arrays(items, _RECORDS)
+    except InvalidRecords as error:
+        located = (
+            {**entry, "loc": ["body", *(entry["loc"][1:] if single else entry["loc"])]}
+            for entry in error.errors
+        )
+        raise RequestValidationError(capped(located, error.total, ["body"])) from None
+
+
+def _parse_records(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
+    """The JSON body as a list of raw records, and whether it was a single object."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ["body"], "msg": f"invalid JSON: {error}"}]
+        ) from None
+    if isinstance(payload, dict):
+        return [payload], True
+    if not isinstance(payload, list):
+        raise RequestValidationError(
+            [
+                {
+                    "type": "model_type",
+                    "loc": ["body"],
+                    "msg": "expected a record object or a non-empty array of records",
+                    "input": brief(payload),
+                }
+            ]
+        )
+    if not payload:
+        raise RequestValidationError(
+            [{"type": "too_short", "loc": ["body"], "msg": "the array of records is empty"}]
+        )
+    if len(payload) > max_rows:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"{len(payload)} records, more than MAX_BATCH_ROWS={max_rows}",
+        )
+    return payload, False
+
+
+def attachment(upload_name: str | None) -> str:
+    """Content-Disposition for the answer to `upload_name` (RFC 6266): an ASCII `filename`
+    fallback and the exact name as RFC 5987 `filename*`, so `数据.csv` or a `"` in the name
+    reaches the browser intact and never breaks the header."""
+    name = (upload_name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())[:200]
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    filename = f"{stem or 'predictions'}-predictions.csv"
+    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\%' else "_" for ch in filename)
+    encoded = urllib.parse.quote(filename, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
