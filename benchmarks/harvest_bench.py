@@ -35,6 +35,7 @@ from forestops.source.dataset import read_dataset
 from forestops.source.server import create_app
 from forestops.store import loader
 from forestops.store.database import get_engine, upgrade
+from forestops.store.roles import drop_throwaway_roles
 from forestops.webserver import BackgroundServer
 
 
@@ -84,6 +85,7 @@ def one_run(frame: pd.DataFrame, preload: bool, tmp: Path) -> dict[str, float]:
         get_engine(url).dispose()
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_throwaway_roles(admin, name)  # migration 0007's groups outlive the database
     return {
         "calls": result.calls,
         "received": result.received,

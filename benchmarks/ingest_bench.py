@@ -37,6 +37,7 @@ from sqlalchemy import func, insert, select
 from forestops.source.dataset import read_dataset
 from forestops.store.database import get_engine, upgrade
 from forestops.store.loader import BatchHeader, content_hashes, write_batch
+from forestops.store.roles import drop_throwaway_roles
 from forestops.store.schema import forest_cover_samples, ingestion_batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,7 @@ def timed_run(
         get_engine(url).dispose()
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_throwaway_roles(admin, name)  # migration 0007's groups outlive the database
     if backends_before is None or backends_after is None:
         return Run(wall, None)
     server = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())

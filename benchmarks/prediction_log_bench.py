@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from forestops import contract
 from forestops.config import Settings
 from forestops.store.database import get_engine, upgrade
+from forestops.store.roles import drop_throwaway_roles
 from forestops.store.schema import prediction_log
 from forestops.webserver import free_port
 
@@ -116,6 +117,7 @@ def main() -> None:
     get_engine(url).dispose()
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+        drop_throwaway_roles(conn, database)  # migration 0007's groups outlive the database
     report(results, logged, answered)
 
 

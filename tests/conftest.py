@@ -52,8 +52,11 @@ def _new_pg_database(prefix: str) -> tuple[str, str]:
 
 
 def _drop_pg_database(name: str) -> None:
+    from forestops.store.roles import drop_throwaway_roles
+
     with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_throwaway_roles(conn, name)  # migration 0007's groups outlive the database
 
 
 def _fresh_pg_database() -> Iterator[str]:

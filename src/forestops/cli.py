@@ -52,6 +52,37 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     typer.echo(f"database at {revision}: {settings.database_url}")
 
 
+@db_app.command("roles")
+def db_roles() -> None:
+    """Create or update the services' PostgreSQL logins (idempotent; rotates their passwords).
+
+    The user and password of UI_DATABASE_URL become a read-only login, those of
+    INFERENCE_DATABASE_URL a login that may only add to prediction_log; connects with
+    DATABASE_URL (the owner, after `forestops db upgrade`). Passwords come only from these
+    settings (environment or .env), never from the command line: the full stack's `app-db-roles`
+    job.
+    """
+    from forestops.store.roles import RolesError, ensure_logins
+
+    settings = get_settings()
+    given = {
+        "reader": ("UI_DATABASE_URL", settings.ui_database_url),
+        "inference": ("INFERENCE_DATABASE_URL", settings.inference_database_url),
+    }
+    missing = [name for name, url in given.values() if not url]
+    if missing:
+        typer.echo(f"db roles: set {', '.join(missing)}", err=True)
+        raise typer.Exit(2)
+    logins = {kind: url for kind, (_, url) in given.items() if url}
+    try:
+        done = ensure_logins(settings.database_url, logins)
+    except RolesError as error:
+        typer.echo(f"db roles: {error}", err=True)
+        raise typer.Exit(1) from None
+    for line in done:
+        typer.echo(f"db roles: {line}")
+
+
 # --- data: dataset, data API, ingestion (foundation) ------------------------------------------
 
 

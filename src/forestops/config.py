@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "", description="SQLAlchemy URL; default sqlite:///<home>/forestops.db"
     )
+    ui_database_url: str | None = Field(
+        None,
+        description="PostgreSQL: the URL the UI is given as its DATABASE_URL; `forestops db "
+        "roles` makes its user a login that may only read",
+    )
+    inference_database_url: str | None = Field(
+        None,
+        description="PostgreSQL: the URL the inference service is given as its DATABASE_URL; "
+        "`forestops db roles` makes its user a login that may only add to prediction_log",
+    )
     artifact_store_uri: str = Field(
         "",
         description="Raw payload archive: a folder or s3://bucket/prefix; default <home>/artifacts",
@@ -290,7 +300,7 @@ class Settings(BaseSettings):
             require_http_url(value)
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "ui_database_url", "inference_database_url")
     @classmethod
     def _sqlalchemy_url(cls, value: str) -> str:
         from sqlalchemy.engine import make_url  # here: `forestops --help` stays light

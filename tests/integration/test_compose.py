@@ -54,6 +54,7 @@ EXPECTED_SERVICES = {
     "minio",
     "minio-init",  # the original's `minio-create-buckets`
     "app-db-migrate",
+    "app-db-roles",  # the UI's and the inference service's least-privilege logins
     "inference",
     "lb",  # nginx in front of every inference replica, with TLS
     "streamlit",  # the UI, under the original's name
@@ -350,6 +351,7 @@ def test_every_forestops_command_parses_and_its_help_runs(resolved: dict[str, An
         "streamlit",
         "data-api",
         "app-db-migrate",
+        "app-db-roles",
         "mlflow-users",
     }
     for name, args in commands.items():
@@ -382,3 +384,28 @@ def test_a_wrong_option_does_not_parse() -> None:
 
     with pytest.raises(click.UsageError):
         _parse_click(cli, ["server", "--worker", "1"])
+
+
+def test_the_ui_and_inference_connect_as_their_own_logins(
+    resolved: dict[str, Any], env: dict[str, str]
+) -> None:
+    """Least privilege (issue 17): the UI and the inference service reach the app database as
+    the logins `app-db-roles` makes from the same URLs (forestops.store.roles), and neither holds
+    the owner's password in any variable."""
+    from sqlalchemy.engine import make_url
+
+    services = resolved["services"]
+    roles = services["app-db-roles"]["environment"]
+    for name, user, setting in (
+        ("streamlit", "forestops_ui", "UI_DATABASE_URL"),
+        ("inference", "forestops_serving", "INFERENCE_DATABASE_URL"),
+    ):
+        environment = services[name]["environment"]
+        assert make_url(environment["DATABASE_URL"]).username == user, name
+        assert roles[setting] == environment["DATABASE_URL"], name
+        assert not any(env["APP_DB_PASSWORD"] in str(value) for value in environment.values())
+    assert make_url(roles["DATABASE_URL"]).username == "forestops"  # the owner grants
+    assert _conditions(services["app-db-roles"]) == {
+        "app-db-migrate": "service_completed_successfully"
+    }
+    assert _conditions(services["inference"])["app-db-roles"] == "service_completed_successfully"

@@ -6,6 +6,9 @@ moto's S3 server (a real S3-protocol HTTP server) in this process, with the buck
 would create. A URL that names one of these services (`...://user:pw@app-db:5432/forestops`)
 is rewritten to the local one: the compose credentials are dropped, because the local servers
 trust loopback (PostgreSQL trust auth, MariaDB root without a password, Redis without AUTH).
+Except a PostgreSQL user named after its database (`forestops_ui` of `forestops`): a service's
+least-privilege login (store/roles.py), which `forestops db roles` makes; it is renamed after
+the run's database (roles are cluster-wide: two runs never share one), and dropped with it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from forestops.fullstack import local
+from forestops.store.roles import drop_throwaway_roles
 from forestops.webserver import free_port
 
 # scheme://[userinfo@]host:port[/path]
@@ -125,8 +129,14 @@ def _postgres(backing: Backing, backends: local.Backends, service: str) -> Itera
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     server = admin.rsplit("/", 1)[0].split("://", 1)[1]  # user@host:port
+    address = server.rsplit("@", 1)[-1]
 
     def rewrite(match: re.Match[str]) -> str:
+        user, _, password = (match["userinfo"] or "").partition(":")
+        database = (match["path"] or "/")[1:].split("?")[0]
+        if user.startswith(f"{database}_"):  # a service's login (store/roles.py), kept
+            login = f"{name}_{user.removeprefix(f'{database}_')}"
+            return f"{match['scheme']}://{login}:{password}@{address}/{name}"
         return f"{match['scheme']}://{server}/{name}"
 
     backing._rewriters[service] = rewrite
@@ -137,6 +147,7 @@ def _postgres(backing: Backing, backends: local.Backends, service: str) -> Itera
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
             drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             conn.execute(drop.format(sql.Identifier(name)))
+            drop_throwaway_roles(conn, name)  # the database's groups and logins outlive it
 
 
 @contextmanager
