@@ -8,6 +8,7 @@ settings can never drift from the real ones: after changing a setting, run
 from __future__ import annotations
 
 from pydantic import SecretStr
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from forestops.config import Settings
@@ -20,14 +21,24 @@ def _default(value: object) -> str:
         return "(unset)"
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "(none)"
-    return str(value) or "(derived)"
+    return str(value) or "(unset)"
+
+
+def env_name(name: str, field: FieldInfo) -> str:
+    """The variable a field is read from: its alias when it has one (a setting derived from the
+    home is held in `configured_<name>` and read from <NAME>)."""
+    alias = field.validation_alias
+    return (alias if isinstance(alias, str) else name).upper()
 
 
 def settings_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
+        variable = env_name(name, field)
+        derived = variable.lower() in Settings.model_computed_fields
+        default = "(derived)" if derived else _default(field.default)
         meaning = (field.description or "").replace("|", "/")
-        rows.append(f"| `{name.upper()}` | `{_default(field.default)}` | {meaning} |")
+        rows.append(f"| `{variable}` | `{default}` | {meaning} |")
     return "\n".join(rows)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from forestops.config import Settings
 
@@ -11,22 +12,22 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-def _settings_table() -> str:
+def _settings_table_tool() -> Any:
     spec = importlib.util.spec_from_file_location(
         "settings_table", ROOT / "tools/settings_table.py"
     )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    table: str = module.settings_table()
-    return table
+    return module
 
 
 def test_readme_configuration_table_is_the_settings() -> None:
-    table = _settings_table()
+    tool = _settings_table_tool()
+    table: str = tool.settings_table()
     assert table in README, "regenerate with: .venv/bin/python tools/settings_table.py"
-    for name in Settings.model_fields:
-        assert f"`{name.upper()}`" in table
+    for name, field in Settings.model_fields.items():
+        assert f"`{tool.env_name(name, field)}`" in table
 
 
 def test_readme_gives_the_two_setup_commands_and_ci_runs_the_test_one() -> None:
