@@ -1,21 +1,30 @@
 """Settings: every knob of forestops, read from the environment or `.env`, with embedded defaults.
 
 The defaults give the embedded shape (SQLite, local MLflow, local artifact folder, all under
-`FORESTOPS_HOME`); the full stack overrides them through the environment. Paths that depend on
-`FORESTOPS_HOME` are resolved after loading, so setting only the home moves everything.
+`FORESTOPS_HOME`); the full stack overrides them through the environment. A setting whose default
+depends on the home (DATABASE_URL, MLFLOW_TRACKING_URI, ARTIFACT_STORE_URI) is stored as given in
+a `configured_*` field (None: unset) and read through a computed property of the public name, so
+setting only the home moves everything, on a copy with another home too.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, computed_field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CANDIDATES = ("logistic_regression", "svc", "random_forest", "lightgbm")
+# Settings derived from FORESTOPS_HOME when unset: public name -> the field holding what was given.
+_CONFIGURED = {
+    "database_url": "configured_database_url",
+    "mlflow_tracking_uri": "configured_mlflow_tracking_uri",
+    "artifact_store_uri": "configured_artifact_store_uri",
+}
 
 
 class Settings(BaseSettings):
@@ -34,8 +43,10 @@ class Settings(BaseSettings):
         "https://archive.ics.uci.edu/ml/machine-learning-databases/covtype/covtype.data.gz",
         description="Where the UCI Covertype data comes from when FORESTOPS_DATASET is unset",
     )
-    database_url: str = Field(
-        "", description="SQLAlchemy URL; default sqlite:///<home>/forestops.db"
+    configured_database_url: str | None = Field(
+        None,
+        validation_alias="database_url",
+        description="SQLAlchemy URL; default sqlite:///<home>/forestops.db",
     )
     ui_database_url: str | None = Field(
         None,
@@ -47,8 +58,9 @@ class Settings(BaseSettings):
         description="PostgreSQL: the URL the inference service is given as its DATABASE_URL; "
         "`forestops db roles` makes its user a login that may only add to prediction_log",
     )
-    artifact_store_uri: str = Field(
-        "",
+    configured_artifact_store_uri: str | None = Field(
+        None,
+        validation_alias="artifact_store_uri",
         description="Raw payload archive: a folder or s3://bucket/prefix; default <home>/artifacts",
     )
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint for MinIO or a test server")
@@ -102,7 +114,11 @@ class Settings(BaseSettings):
     )
 
     # --- MLflow and the registry ---------------------------------------------------------------
-    mlflow_tracking_uri: str = Field("", description="Default sqlite:///<home>/mlflow.db")
+    configured_mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias="mlflow_tracking_uri",
+        description="Default sqlite:///<home>/mlflow.db",
+    )
     mlflow_enable_model_registry: bool = Field(
         True, description="false: register nothing; serving takes the best run"
     )
@@ -300,9 +316,9 @@ class Settings(BaseSettings):
             require_http_url(value)
         return value
 
-    @field_validator("database_url", "ui_database_url", "inference_database_url")
+    @field_validator("configured_database_url", "ui_database_url", "inference_database_url")
     @classmethod
-    def _sqlalchemy_url(cls, value: str) -> str:
+    def _sqlalchemy_url(cls, value: str | None) -> str | None:
         from sqlalchemy.engine import make_url  # here: `forestops --help` stays light
         from sqlalchemy.exc import ArgumentError
 
@@ -316,17 +332,40 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @model_validator(mode="after")
-    def _derive_paths(self) -> Settings:
-        home = self.forestops_home.expanduser().resolve()
-        self.forestops_home = home
-        if not self.database_url:
-            self.database_url = f"sqlite:///{home / 'forestops.db'}"
-        if not self.mlflow_tracking_uri:
-            self.mlflow_tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
-        if not self.artifact_store_uri:
-            self.artifact_store_uri = str(home / "artifacts")
-        return self
+    @field_validator("forestops_home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator(*_CONFIGURED.values())
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None  # `DATABASE_URL=` in a .env file means "the default", as before
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def database_url(self) -> str:
+        return self.configured_database_url or f"sqlite:///{self.forestops_home / 'forestops.db'}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return (
+            self.configured_mlflow_tracking_uri or f"sqlite:///{self.forestops_home / 'mlflow.db'}"
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def artifact_store_uri(self) -> str:
+        return self.configured_artifact_store_uri or str(self.forestops_home / "artifacts")
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """`update` names a derived setting by its public name, as everywhere else
+        (`{"database_url": ...}`): it lands in the `configured_*` field, where the property reads
+        it (pydantic would store it under the property's name, where nothing ever reads it)."""
+        if update:
+            update = {_CONFIGURED.get(key, key): value for key, value in update.items()}
+        return super().model_copy(update=update, deep=deep)
 
     @property
     def models_dir(self) -> Path:
