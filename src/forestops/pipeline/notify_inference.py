@@ -26,7 +26,7 @@ from forestops.config import Settings
 
 log = logging.getLogger(__name__)
 
-# Answers that mean "not now", each fixed by the service's own poll (see serving.app's /reload):
+# Answers that mean "not now", each fixed by the service's own poll (see serving.routes.reload):
 # no champion registered yet, the tracking server unreachable from the service, still starting.
 _LATER = {404: "no champion yet", 502: "tracking server unreachable", 503: "unavailable"}
 
