@@ -472,6 +472,28 @@ def serve(
     )
 
 
+@app.command("operations-api")
+def operations_api(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 in a container)."),
+    port: int | None = typer.Option(None, help="TCP port (default OPERATIONS_PORT, 8090)."),
+) -> None:
+    """Serve the operator's actions over HTTP for the UI: promote, roll back, train now (each
+    needs ADMIN_API_KEY as `Authorization: Bearer`), versions and the audit trail."""
+    import uvicorn
+
+    from forestops.operations.app import create_app
+
+    settings = get_settings()
+    settings.ensure_home()
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=settings.operations_port if port is None else port,
+        workers=1,
+        access_log=False,
+    )
+
+
 # --- embedded stack, UI, monitoring -------------------------------------------------------------
 
 

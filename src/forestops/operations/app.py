@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -148,8 +148,10 @@ def _error(status_code: int, detail: str, field: str | None = None) -> JSONRespo
     return JSONResponse(body, status_code=status_code)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    trainer = Trainer(sys.executable)
+def create_app(settings: Settings, child_env: Mapping[str, str] | None = None) -> FastAPI:
+    """`child_env`: settings a requested training's child must see (`forestops up` passes its
+    children's); by default the child inherits this process's environment."""
+    trainer = Trainer(sys.executable, child_env or {})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

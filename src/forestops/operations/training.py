@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -41,8 +42,11 @@ class TrainingJob:
 class Trainer:
     """The operations API's one training slot."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, env: Mapping[str, str]) -> None:
+        """`env`: laid over this process's environment for the child (`forestops up` passes what
+        its own children must agree on)."""
         self._python = python
+        self._env = dict(env)
         self._lock = threading.Lock()
         self._job: TrainingJob | None = None
         self._child: Child | None = None
@@ -66,7 +70,7 @@ class Trainer:
             return self._job
 
     def _run(self, argv: list[str]) -> None:
-        child = Child("operator-train", argv, {}, tail_lines=200)
+        child = Child("operator-train", argv, self._env, tail_lines=200)
         with self._lock:
             self._child = child
         returncode = child.start().wait()
