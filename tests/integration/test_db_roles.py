@@ -7,6 +7,9 @@ may not do. The full-stack harness makes the same logins for its own database (l
 
 from __future__ import annotations
 
+import base64
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from forestops.store.roles import (
     ensure_logins,
     group_roles,
     libpq_url,
+    scram_verifier,
 )
 from forestops.store.schema import ingestion_batches, metadata, prediction_log
 
@@ -46,7 +50,7 @@ NOT_FOR_INFERENCE = (
     "model_audit",
     "alembic_version",
 )
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN = os.environ.get("FORESTOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _login(url: str, user: str, password: str) -> str:
@@ -258,6 +262,22 @@ def test_db_roles_command_takes_passwords_from_the_settings_and_rotates_them(
     result = runner.invoke(app, ["db", "roles"])
     assert result.exit_code == 0 and f"updated {ui_user}" in result.output
     assert _password_hash(ui_user) != first
+
+
+def test_the_password_is_sent_as_the_verifier_postgresql_itself_makes() -> None:
+    """The same salt and iterations give the server's own verifier, byte for byte: the server
+    accepts ours as the password's, and the plain text is never in a statement."""
+    role = f"forestops_scram_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute(sql.SQL("CREATE ROLE {} PASSWORD 'pa55-word'").format(sql.Identifier(role)))
+        try:
+            theirs = _password_hash(role)
+        finally:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    iterations, salt = theirs.removeprefix("SCRAM-SHA-256$").split("$")[0].split(":")
+    assert scram_verifier("pa55-word", base64.b64decode(salt), int(iterations)) == theirs
+    assert scram_verifier("pa55-word") != scram_verifier("pa55-word")  # a fresh salt each time
 
 
 @pytest.mark.parametrize(

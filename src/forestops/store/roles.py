@@ -21,7 +21,10 @@ shape) has no users: nothing here applies to it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +91,9 @@ def ensure_logins(owner_url: str, logins: dict[str, str]) -> list[str]:
                 raise RolesError(
                     f"no role {group}: run `forestops db upgrade` first (migration 0007 makes it)"
                 )
-            user, password = sql.Identifier(str(url.username)), sql.Literal(url.password)
+            user = sql.Identifier(str(url.username))
+            secret = str(url.password)  # _check: every URL has one
+            password = sql.Literal(scram_verifier(secret) if secret.isascii() else secret)
             created = not _exists(conn, str(url.username))
             verb = sql.SQL("CREATE ROLE" if created else "ALTER ROLE")
             conn.execute(
@@ -102,6 +107,21 @@ def ensure_logins(owner_url: str, logins: dict[str, str]) -> list[str]:
             conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), user))
             done.append(f"{'created' if created else 'updated'} {url.username} in {group}")
     return done
+
+
+def scram_verifier(password: str, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL would store for `password` (RFC 5802/7677, its
+    `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` form): sent instead of the
+    password, the server keeps it as it is, so the plain text never reaches its statement log.
+    For ASCII passwords only: PostgreSQL's SASLprep leaves those unchanged (others are sent as
+    they are and hashed by the server)."""
+    salt = salt if salt is not None else os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    encoded = [base64.b64encode(part).decode() for part in (salt, stored_key, server_key)]
+    return f"SCRAM-SHA-256${iterations}:{encoded[0]}${encoded[1]}:{encoded[2]}"
 
 
 def _check(owner: str | None, database: str, wanted: dict[str, URL]) -> None:
