@@ -10,12 +10,16 @@ gets the tag `forestops.explanation` saying why instead.
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
 
 from forestops import contract
 from forestops.modeling.explain import Explanation, explainer_for
@@ -46,6 +50,16 @@ def importance_table(explanation: Explanation) -> pd.DataFrame:
         }
     )
     return table.sort_values("mean_abs_contribution", ascending=False, ignore_index=True)
+
+
+def logged_importance(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
+    """The importance table `log_global_explanation` logged to `run_id`, or None if it has none
+    (a model without exact contributions, or trained before explanations were logged)."""
+    if TABLE not in {info.path for info in client.list_artifacts(run_id, "explanation")}:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        body = json.loads(Path(client.download_artifacts(run_id, TABLE, folder)).read_text())
+    return pd.DataFrame(body["data"], columns=body["columns"])
 
 
 def _importance_figure(table: pd.DataFrame, rows: int) -> Figure:

@@ -35,8 +35,7 @@ from forestops.modeling.tracking import (
     latest_training_job,
     resolve_serving_model,
 )
-from forestops.pipeline.explanation import DEPENDENCE
-from forestops.pipeline.explanation import TABLE as EXPLANATION_TABLE
+from forestops.pipeline.explanation import DEPENDENCE, logged_importance
 from forestops.redact import redact_text, redact_uri
 from forestops.ui.errors import MlflowNotReady, MlflowUnreachable
 
@@ -221,17 +220,13 @@ def global_explanation(settings: Settings, run_ids: tuple[str, ...]) -> GlobalEx
     """The global explanation training logged for the first of `run_ids` that has one."""
     mlflow = client(settings)
     for run_id in run_ids:
-        paths = {info.path for info in mlflow.list_artifacts(run_id, "explanation")}
-        if EXPLANATION_TABLE not in paths:
+        table = logged_importance(mlflow, run_id)
+        if table is None:
             continue
-        with tempfile.TemporaryDirectory() as folder:
-            body = json.loads(
-                Path(mlflow.download_artifacts(run_id, EXPLANATION_TABLE, folder)).read_text()
-            )
-            image = None
-            if DEPENDENCE in paths:
+        image = None
+        if DEPENDENCE in {info.path for info in mlflow.list_artifacts(run_id, "explanation")}:
+            with tempfile.TemporaryDirectory() as folder:
                 image = Path(mlflow.download_artifacts(run_id, DEPENDENCE, folder)).read_bytes()
-        table = pd.DataFrame(body["data"], columns=body["columns"])
         return GlobalExplanation(table, image, run_id)
     return None
 
