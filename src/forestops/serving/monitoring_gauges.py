@@ -68,6 +68,17 @@ class MonitoringCollector(Collector):
         created = GaugeMetricFamily(
             "forestops_monitor_report_timestamp_seconds", "When the latest report was made"
         )
+        reliance = GaugeMetricFamily(
+            "forestops_reliance_shift",
+            "A contract feature's share of the champion's mean |contribution| on served inputs "
+            "minus its share at training (pipeline.reliance); latest report",
+            labels=["feature"],
+        )
+        reliance_total = GaugeMetricFamily(
+            "forestops_reliance_shift_total",
+            "Total variation between the feature shares of the champion's mean |contribution| "
+            "on served inputs and at training (0: same reliance, 1: disjoint); latest report",
+        )
         rows = GaugeMetricFamily(
             "forestops_ingestion_last_batch_rows",
             "Rows of the newest ingestion batch, by kind (received, inserted, duplicates, "
@@ -82,6 +93,11 @@ class MonitoringCollector(Collector):
                 shift.add_metric([], float(report["prediction_shift"]))
             if report["live_accuracy"] is not None:
                 accuracy.add_metric([], float(report["live_accuracy"]))
+            compared = report.get("reliance") or {}
+            for feature, values in sorted(compared.get("features", {}).items()):
+                reliance.add_metric([feature], float(values["shift"]))
+            if compared.get("total_shift") is not None:
+                reliance_total.add_metric([], float(compared["total_shift"]))
             alert.add_metric([], 1.0 if report["alert"] else 0.0)
             created.add_metric([], _utc(report["created_at"]).timestamp())
         fetched = GaugeMetricFamily(
@@ -101,7 +117,8 @@ class MonitoringCollector(Collector):
             if batch["estimated_coverage"] is not None:
                 where = [str(batch["group_number"]), str(batch["batch_number"])]
                 coverage.add_metric(where, float(batch["estimated_coverage"]))
-        yield from (drift, shift, accuracy, alert, created, rows, fetched, coverage)
+        yield from (drift, shift, accuracy, reliance, reliance_total, alert, created, rows)
+        yield from (fetched, coverage)
 
 
 def _utc(moment: datetime) -> datetime:
