@@ -1,4 +1,5 @@
-"""Monitoring: the monitor's reports over time (per-feature drift, live accuracy), from the store.
+"""Monitoring: the monitor's reports over time (per-feature drift, live accuracy), and what the
+champion relies on in the latest one (training vs served, `pipeline.reliance`), from the store.
 
 The page only reads `monitoring_reports`: the monitor job writes them (hourly in `forestops up`
 and Airflow, or `forestops monitor`), so opening the page never loads a model or scans rows.
@@ -14,7 +15,7 @@ import streamlit as st
 
 from forestops.config import get_settings
 from forestops.ui import data
-from forestops.ui.i18n import feature_label, t
+from forestops.ui.i18n import feature_label, number, t
 from forestops.ui.section_guard import guard
 
 LAYOUT = {"height": 380, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
@@ -78,6 +79,56 @@ def _accuracy_chart(reports: list[dict[str, Any]]) -> None:
     st.plotly_chart(figure, key="accuracy_over_time")
 
 
+def _reliance(report: dict[str, Any]) -> None:
+    """The latest report's shares of mean |contribution| per feature, training beside served."""
+    st.subheader(t("reliance_title"))
+    compared = report.get("reliance") or {}
+    if not compared.get("features"):
+        st.info(t("reliance_skipped", note=compared.get("note") or t("not_measured")))
+        return
+    training_total = sum(v["training"] for v in compared["features"].values())
+    served_total = sum(v["served"] for v in compared["features"].values())
+    table = pd.DataFrame(
+        {
+            t("feature"): feature_label(feature),
+            t("reliance_training"): values["training"] / training_total,
+            t("reliance_served"): values["served"] / served_total,
+            t("reliance_shift"): values["shift"],
+        }
+        for feature, values in compared["features"].items()
+    ).sort_values(t("reliance_training"))
+    figure = px.bar(
+        table.melt(
+            id_vars=[t("feature")],
+            value_vars=[t("reliance_training"), t("reliance_served")],
+            var_name="data",
+            value_name="share",
+        ),
+        x="share",
+        y=t("feature"),
+        color="data",
+        barmode="group",
+        orientation="h",
+        labels={"share": t("reliance_share"), "data": ""},
+        color_discrete_sequence=["#2e7d32", "#1565c0"],
+    )
+    figure.update_layout(height=480, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    figure.update_xaxes(tickformat=".0%")
+    st.plotly_chart(figure, key="reliance_chart")
+    caption = t("reliance_caption", rows=compared["rows"], total=number(compared["total_shift"], 3))
+    st.caption(caption)
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(
+        table.iloc[::-1],
+        hide_index=True,
+        column_config={
+            t("reliance_training"): percent,
+            t("reliance_served"): percent,
+            t("reliance_shift"): st.column_config.NumberColumn(format="%+.3f"),
+        },
+    )
+
+
 def _over_time(
     rows: list[dict[str, Any]], y: str, color: str, title: str, labels: dict[str, str]
 ) -> Any:
@@ -107,6 +158,7 @@ def render() -> None:
         _latest(reports[-1])
         _drift_chart(reports, settings.monitor_psi_threshold)
         _accuracy_chart(reports)
+        _reliance(reports[-1])
 
 
 if __name__ == "__main__":
