@@ -12,15 +12,22 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from mlflow.tracking import MlflowClient
 from playwright.sync_api import Page, sync_playwright
+from pydantic import SecretStr
 from ui_harness import UI_ENV_PREFIXES, UiStack
 
-from forestops.webserver import free_port
+from forestops.operations.app import create_app as operations_app
+from forestops.store.audit import recent_actions
+from forestops.store.database import get_engine
+from forestops.webserver import BackgroundServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -45,16 +52,17 @@ PAGES = (  # url path, heading the page must show, charts it must draw
 )
 
 
-@pytest.fixture
-def ui_url(ui_stack: UiStack, tmp_path: Path) -> Iterator[str]:
-    """`forestops ui --port <free>` pointed at the test stack; its log is kept for failures."""
+@contextmanager
+def running_ui(env: dict[str, str], workdir: Path) -> Iterator[str]:
+    """`forestops ui --port <free>` with `env` (nothing of the shell's forestops settings); its
+    log is kept in `workdir` for failures."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(UI_ENV_PREFIXES)}
-    log = (tmp_path / "ui.log").open("wb")
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(UI_ENV_PREFIXES)}
+    log = (workdir / "ui.log").open("wb")
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("forestops")), "ui", "--port", str(port)],
-        env={**env, **ui_stack.env()},
-        cwd=tmp_path,
+        env={**inherited, **env},
+        cwd=workdir,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -63,13 +71,13 @@ def ui_url(ui_stack: UiStack, tmp_path: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 90
         while True:
-            assert process.poll() is None, (tmp_path / "ui.log").read_text()
+            assert process.poll() is None, (workdir / "ui.log").read_text()
             try:
                 if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
+            assert time.monotonic() < deadline, (workdir / "ui.log").read_text()
             time.sleep(0.3)
         yield url
     finally:
@@ -80,6 +88,13 @@ def ui_url(ui_stack: UiStack, tmp_path: Path) -> Iterator[str]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(5)
         log.close()
+
+
+@pytest.fixture
+def ui_url(ui_stack: UiStack, tmp_path: Path) -> Iterator[str]:
+    """The UI pointed at the test stack."""
+    with running_ui(ui_stack.env(), tmp_path) as url:
+        yield url
 
 
 def _settle(page: Page, heading: str, charts: int) -> None:
@@ -155,5 +170,92 @@ def test_every_page_in_a_real_browser(ui_url: str) -> None:
             _settle(page, "Analítica de los datos", 6)
             _assert_no_error(page, "analytics in Spanish")
             _screenshot(page, "analytics-es")
+        finally:
+            browser.close()
+
+
+OPERATOR_KEY = "the-operators-key-for-the-browser-test"
+ACTIONS = ("Promote", "Roll back", "Train now")
+
+
+@pytest.fixture
+def operations(ui_stack: UiStack) -> Iterator[tuple[str, str]]:
+    """An operations API over the test stack's stores, for a model of this test's own (the
+    stack's champion registered twice, v2 the champion), so no other UI test sees its actions;
+    yields (its URL, the model name)."""
+    client = MlflowClient(ui_stack.settings.mlflow_tracking_uri)
+    served = client.get_model_version_by_alias(ui_stack.settings.model_name, "champion")
+    name = f"operator-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    model_id = served.source.removeprefix("models:/")  # the logged model the version is
+    files = client.get_logged_model(model_id).artifact_location
+    for _ in range(2):
+        version = client.create_model_version(name, files, run_id=served.run_id, model_id=model_id)
+    client.set_registered_model_alias(name, "champion", version.version)
+    settings = ui_stack.settings.model_copy(
+        update={
+            "model_name": name,
+            "admin_api_key": SecretStr(OPERATOR_KEY),
+            "inference_api_url": f"http://127.0.0.1:{free_port()}",  # the stack's keeps its model
+        }
+    )
+    with BackgroundServer(operations_app(settings)) as api:
+        yield api.url, name
+
+
+def _action_buttons(page: Page) -> int:
+    return sum(page.get_by_role("button", name=label, exact=True).count() for label in ACTIONS)
+
+
+def test_only_a_signed_in_operator_gets_the_actions_and_a_promotion_works(
+    ui_stack: UiStack, operations: tuple[str, str], tmp_path: Path
+) -> None:
+    api_url, name = operations
+    # the UI gets the API's address, never the admin key (UI_ENV_PREFIXES keeps the shell's out)
+    env = {**ui_stack.env(), "MODEL_NAME": name, "OPERATIONS_API_URL": api_url}
+    assert "ADMIN_API_KEY" not in env
+    client = MlflowClient(ui_stack.settings.mlflow_tracking_uri)
+    with running_ui(env, tmp_path) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(f"{url}/model")
+            _settle(page, "The model", 1)
+            page.get_by_role("heading", name="Act on the champion").wait_for(timeout=60_000)
+            sign_in = page.get_by_role("button", name="Sign in as operator")
+            assert sign_in.count() == 1 and _action_buttons(page) == 0
+
+            page.get_by_label("Your name (kept in the audit trail)").fill("dana")
+            page.get_by_label("Admin key").fill("a-guess")
+            sign_in.click()
+            page.get_by_text("The operations API refused this key").wait_for(timeout=60_000)
+            assert _action_buttons(page) == 0
+
+            page.get_by_label("Admin key").fill(OPERATOR_KEY)
+            sign_in.click()
+            page.get_by_role("button", name="Promote", exact=True).wait_for(timeout=60_000)
+            _settle(page, "The model", 1)
+            assert _action_buttons(page) == len(ACTIONS)
+            assert page.get_by_text("Signed in as operator dana").count() == 1
+
+            page.get_by_label("Reason").first.fill("v2 misroutes aspen")  # promote's: v1 chosen
+            page.get_by_role("button", name="Promote", exact=True).click()
+            page.get_by_text("Done: ").wait_for(timeout=120_000)
+            _settle(page, "The model", 1)
+            _assert_no_error(page, "model after a promotion")
+            _screenshot(page, "model-operator")
+
+            assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+            [row] = recent_actions(get_engine(ui_stack.settings.database_url), name)
+            assert (row["action"], row["to_version"], row["actor"], row["reason"]) == (
+                "promote",
+                "1",
+                "dana",
+                "v2 misroutes aspen",
+            )
+
+            page.get_by_role("button", name="Sign out").click()
+            page.get_by_role("button", name="Sign in as operator").wait_for(timeout=60_000)
+            assert _action_buttons(page) == 0
         finally:
             browser.close()

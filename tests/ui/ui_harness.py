@@ -23,7 +23,10 @@ from support.training_data import course_rows, seed_samples
 APP = Path(forestops.ui.__file__).with_name("app.py")
 SEEDED_ROWS = 3000
 SEEDED_BATCHES = 3
-UI_ENV_PREFIXES = ("FORESTOPS_", "MLFLOW_", "DATABASE_URL", "INFERENCE_API", "API_KEYS", "UI_")
+UI_ENV_PREFIXES = (
+    "FORESTOPS_", "MLFLOW_", "DATABASE_URL", "INFERENCE_API", "API_KEYS", "UI_", "ADMIN_API_KEY",
+    "OPERATIONS_", "MODEL_NAME",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -481,9 +481,11 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     "audit_trail": {"en": "Operator actions", "es": "Acciones de operación"},
     "audit_caption": {
         "en": "Promotions, rollbacks and forced trainings (`forestops model promote`, "
-        "`model rollback`, `train --force`), refused ones included; newest first.",
+        "`model rollback`, `train --force`, or a signed-in operator here), refused ones "
+        "included; newest first.",
         "es": "Promociones, reversiones y entrenamientos forzados (`forestops model promote`, "
-        "`model rollback`, `train --force`), también los rechazados; los más recientes primero.",
+        "`model rollback`, `train --force`, o un operador que haya entrado aquí), también los "
+        "rechazados; los más recientes primero.",
     },
     "no_audit_yet": {
         "en": "No operator action yet: every champion so far was chosen by the training gate.",

@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 
 from forestops.config import Settings
-from forestops.ui import operations
+from forestops.ui import inference, operations, registry
 from forestops.ui.i18n import t
 from forestops.ui.operations import OperationsError
 
@@ -81,7 +81,7 @@ def _promote_form(settings: Settings, name: str, key: str, versions: list[dict[s
     if not candidates:
         st.info(t("no_other_version"))
         return
-    with st.form("operator_promote"):
+    with st.form("operator_promote", clear_on_submit=True):
         chosen = st.selectbox(
             t("model_version"), candidates, format_func=_version_label, key="promote_version"
         )
@@ -92,7 +92,7 @@ def _promote_form(settings: Settings, name: str, key: str, versions: list[dict[s
 
 def _rollback_form(settings: Settings, name: str, key: str) -> None:
     st.markdown(f"**{t('rollback_title')}**")
-    with st.form("operator_rollback"):
+    with st.form("operator_rollback", clear_on_submit=True):
         st.caption(t("rollback_caption"))
         reason = st.text_input(t("action_reason"), key="rollback_reason")
         if st.form_submit_button(t("rollback_button"), icon=":material/undo:"):
@@ -114,7 +114,7 @@ def _train_form(settings: Settings, name: str, key: str, job: dict[str, Any] | N
                 summary=job["summary"],
             )
         )
-    with st.form("operator_train"):
+    with st.form("operator_train", clear_on_submit=True):
         st.caption(t("train_caption"))
         reason = st.text_input(t("action_reason"), key="train_reason")
         if st.form_submit_button(t("train_button"), icon=":material/model_training:"):
@@ -136,7 +136,19 @@ def _act(call: Any, started: bool = False) -> None:
             )
         )
         st.session_state[LAST_RESULT] = (True, text)
+        _forget_cached_state()
     st.rerun()
+
+
+def _forget_cached_state() -> None:
+    """The champion just moved: the page's briefly cached reads of it must not show the old one."""
+    for cached in (
+        registry.champion,
+        registry.version_history,
+        inference.recent_health,
+        inference.recent_metadata,
+    ):
+        cached.clear()
 
 
 def _version_label(version: dict[str, Any]) -> str:
