@@ -34,14 +34,17 @@ def test_up_serves_a_champion_and_stops_cleanly_on_sigterm(
     subset = write_subset(dataset_path, tmp_path / "subset.csv", rows=3000)
     # Polling off: the new champion can only reach the service through up's POST /reload.
     # One ingestion tick is enough (300 rows >= TRAIN_MIN_ROWS): no second one competes for CPU.
-    env = tiny_stack_env(subset, MODEL_POLL_INTERVAL_S="0", INGEST_INTERVAL_S="600")
+    env = tiny_stack_env(
+        subset, MODEL_POLL_INTERVAL_S="0", INGEST_INTERVAL_S="600", ADMIN_API_KEY="op-key"
+    )
     with UpProcess(env, tmp_path) as up:
         data_api, inference = up.url("DATA_API_PORT"), up.url("INFERENCE_PORT")
         mlflow, web_ui = up.url("MLFLOW_PORT"), up.url("UI_PORT")
+        operations = up.url("OPERATIONS_PORT")
         # The banner is one write, but it reaches `up.lines` line by line: wait for its last line.
         up.wait_for(r"^  jobs +ingest every", timeout=120)
         banner = "\n".join(up.lines)
-        for url in (data_api, f"{inference}/docs", mlflow, web_ui):
+        for url in (data_api, f"{inference}/docs", mlflow, web_ui, f"{operations}/docs"):
             assert url in banner
 
         up.wait_for(r"forestops\.scheduler: ingest \w+ \([\d.]+ s\): .* 300 inserted", timeout=120)
@@ -66,6 +69,18 @@ def test_up_serves_a_champion_and_stops_cleanly_on_sigterm(
         )
         assert model.status_code == 200, model.text
         wait_http_ok(f"{web_ui}/_stcore/health", timeout=60)
+        # The UI's operator actions go through the operations API, which up serves on loopback.
+        listed = httpx.get(f"{operations}/versions", timeout=30).json()
+        assert [(v["version"], v["aliases"]) for v in listed] == [("1", ["champion"])]
+        promote = {"version": "1", "reason": "check"}
+        assert httpx.post(f"{operations}/champion/promote", json=promote).status_code == 401
+        same = httpx.post(
+            f"{operations}/champion/promote",
+            json=promote,
+            headers={"Authorization": "Bearer op-key"},
+            timeout=60,
+        )
+        assert same.status_code == 409 and "already is the champion" in same.json()["detail"]
 
         assert up.tree.matching("forestops.orchestration.jobs ingest")
         assert up.tree.matching("mlflow")

@@ -43,6 +43,7 @@ def tiny_stack_env(dataset: Path, **overrides: str) -> dict[str, str]:
         "INFERENCE_PORT": str(free_port()),
         "MLFLOW_PORT": str(free_port()),
         "UI_PORT": str(free_port()),
+        "OPERATIONS_PORT": str(free_port()),
         "MIN_UPDATE_TIME_S": "0",
         "SAMPLE_FRACTION": "1",
         "INGEST_INTERVAL_S": "3",

@@ -2,7 +2,8 @@
 
 In this process: the built-in data API (unless SOURCE_API_BASE_URL points elsewhere), the
 inference service (it polls for new champions by itself; we also POST /reload after a training
-tick that changed the champion) and the scheduler. As supervised children: each ingestion and
+tick that changed the champion), the operations API on loopback (the UI's operator actions,
+enabled by ADMIN_API_KEY) and the scheduler. As supervised children: each ingestion and
 training tick, the MLflow UI and the web UI.
 
 Stopping (SIGINT, SIGTERM or SIGHUP): no new ticks; the UIs get SIGTERM; a running job gets
@@ -98,6 +99,7 @@ class EmbeddedStack:
         host = settings.up_host
         self._client_host = "127.0.0.1" if host in _ANY_INTERFACE else host
         self.inference_url = self._url(settings.inference_port)
+        self.operations_url = f"http://127.0.0.1:{settings.operations_port}"
         self.data_api_url = settings.source_api_base_url or self._url(settings.data_api_port)
         self._local_mlflow = settings.up_start_mlflow_ui and _is_database_uri(
             settings.mlflow_tracking_uri
@@ -160,6 +162,7 @@ class EmbeddedStack:
         if self._start_ui:
             ports["ui_port"] = settings.ui_port
         check_ports_free(settings.up_host, ports)
+        check_ports_free("127.0.0.1", {"operations_port": settings.operations_port})
         prepare_stores(settings)
 
         if not settings.source_api_base_url:
@@ -184,6 +187,12 @@ class EmbeddedStack:
                 settings.inference_port,
                 **uvicorn_options(settings),
             )
+        )
+        from forestops.operations.app import create_app as operations_app
+
+        # loopback only, whatever UP_HOST says: the UI beside it is its only client
+        self._serve(
+            BackgroundServer(operations_app(settings, env), "127.0.0.1", settings.operations_port)
         )
         self._runner = JobRunner(env, logging.getLogger().getEffectiveLevel())
         self._scheduler = EmbeddedScheduler(
@@ -219,6 +228,7 @@ class EmbeddedStack:
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             "SOURCE_API_BASE_URL": self.data_api_url,
             "INFERENCE_API_URL": self.inference_url,
+            "OPERATIONS_API_URL": self.operations_url,
             "MLFLOW_URL": self.mlflow_url,
             "UI_HOST": settings.up_host,
             "UI_PORT": str(settings.ui_port),
@@ -260,6 +270,8 @@ class EmbeddedStack:
             "forestops is up; Ctrl-C stops everything",
             f"  data API       {self.data_api_url}{source}",
             f"  inference API  {self.inference_url}/docs",
+            f"  operations API {self.operations_url}/docs"
+            + ("" if settings.admin_api_key else "  (actions disabled: ADMIN_API_KEY unset)"),
         ]
         if self._start_ui:
             lines.append(f"  web UI         {self._url(settings.ui_port)}")
