@@ -58,6 +58,7 @@ EXPECTED_SERVICES = {
     "inference",
     "lb",  # nginx in front of every inference replica, with TLS
     "streamlit",  # the UI, under the original's name
+    "operations",  # the operator's actions the UI offers (promote, roll back, train now)
     "data-api",
     "prometheus",
     "alertmanager",  # Prometheus' alerts to the webhook (profile monitoring)
@@ -349,6 +350,7 @@ def test_every_forestops_command_parses_and_its_help_runs(resolved: dict[str, An
     assert set(commands) == {
         "inference",
         "streamlit",
+        "operations",
         "data-api",
         "app-db-migrate",
         "app-db-roles",
@@ -409,3 +411,19 @@ def test_the_ui_and_inference_connect_as_their_own_logins(
         "app-db-migrate": "service_completed_successfully"
     }
     assert _conditions(services["inference"])["app-db-roles"] == "service_completed_successfully"
+
+
+def test_only_the_services_that_reload_or_act_hold_the_admin_key(resolved: dict[str, Any]) -> None:
+    """Issue 17: the UI gets the operations API's address, not the admin key (an operator types
+    it to sign in); `operations` holds it with the tracking server's write account."""
+    services = resolved["services"]
+    holders = {
+        name for name, svc in services.items() if "ADMIN_API_KEY" in svc.get("environment", {})
+    }
+    airflow = {name for name in services if name.startswith("airflow-") and name != "airflow-db"}
+    assert holders == {"inference", "operations"} | airflow
+    ui = services["streamlit"]["environment"]
+    assert ui["OPERATIONS_API_URL"] == "http://operations:8090"
+    operations = services["operations"]["environment"]
+    assert operations["MLFLOW_TRACKING_USERNAME"] == "trainer"
+    assert services["operations"]["command"][:1] == ["operations-api"]

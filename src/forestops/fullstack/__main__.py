@@ -96,6 +96,7 @@ def _endpoints(
         "tls_certificate": str(run_dir / "tls" / "cert.pem"),
         "replica_urls": [f"http://127.0.0.1:{ports[8000]}" for ports in plan.ports["inference"]],
         "ui_url": url("streamlit", 8501),
+        "operations_url": url("operations", 8090),
         "data_api_url": url("data-api", 8081),
         "webhook_log": str(receiver.path),
         "api_key": env["API_KEYS"].split(",")[0],
