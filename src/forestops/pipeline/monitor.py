@@ -24,6 +24,11 @@ once its files pass `modeling.integrity`'s check: a champion that fails it is no
 the report is an alert (status "refused"), so the caller retrains and the gate, which refuses it
 too, replaces it.
 
+Reliance: what the champion relies on (mean |TreeSHAP contribution| per contract feature) on a
+bounded sample of the inputs it answered, against its training-time global explanation
+(`pipeline.reliance`, which says why that measure). Reported, stored and gauged; not a reason to
+retrain.
+
 Samples below `MONITOR_MIN_ROWS` are not judged (noise, not drift). Any drift, prediction shift
 or accuracy drop gives an alert; the caller (CLI, scheduler, Airflow) retrains and notifies.
 """
@@ -49,6 +54,7 @@ from forestops.modeling.tracking import (
     resolve_serving_model,
 )
 from forestops.pipeline.notify import notify
+from forestops.pipeline.reliance import reliance_shift
 from forestops.store.database import get_engine, upgrade
 from forestops.store.monitoring import save_report
 from forestops.store.schema import forest_cover_samples, prediction_log
@@ -71,6 +77,7 @@ class MonitorReport:
     prediction_shift: float | None = None
     live_accuracy: float | None = None
     reference_accuracy: float | None = None
+    reliance: dict[str, Any] = field(default_factory=dict)  # pipeline.reliance's entry
     alert: bool = False
     reasons: list[str] = field(default_factory=list)
     report_id: int | None = None
@@ -117,11 +124,15 @@ def monitor(settings: Settings, now: datetime | None = None) -> MonitorReport:
             "skipped", f"{len(reference)} reference rows in the store", created_at=now
         )
     ingested = _samples(engine, forest_cover_samples.c.batch_id > int(tag))
-    served, served_classes = _served(engine, window_start, champion.version or champion.run_id)
+    version = champion.version or champion.run_id
+    served, by_champion = _served(engine, window_start, version)
     report = _judge(
         settings, champion, model, reference, {"served": served, "ingested": ingested},
-        served_classes,
+        by_champion[contract.LABEL].to_numpy(dtype=np.int64),
     )  # fmt: skip
+    report["reliance"] = reliance_shift(
+        settings, champion, model, by_champion[list(contract.FEATURE_NAMES)]
+    )
     report_id = save_report(
         engine,
         {
@@ -136,6 +147,7 @@ def monitor(settings: Settings, now: datetime | None = None) -> MonitorReport:
             "reference_accuracy": report["reference_accuracy"],
             "alert": bool(report["reasons"]),
             "reasons": report["reasons"],
+            "reliance": report["reliance"],
         },
     )
     result = MonitorReport(
@@ -268,18 +280,22 @@ def _samples(engine: Engine, condition: Any) -> pd.DataFrame:
         return pd.read_sql(select(*columns).where(condition), conn)
 
 
-def _served(engine: Engine, since: datetime, version: str) -> tuple[pd.DataFrame, np.ndarray]:
+def _served(engine: Engine, since: datetime, version: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every input served in the window (inputs drift whichever model answered them), and the
-    classes the champion itself predicted: an earlier version's answers in the same window
-    would otherwise count as a shift of the new champion."""
+    inputs the champion itself answered with the class it predicted (as `cover_type`): an
+    earlier version's answers in the same window would otherwise count as a shift of the new
+    champion, and its inputs as what the new one relies on."""
     query = select(
         prediction_log.c.features, prediction_log.c.prediction, prediction_log.c.model_version
     ).where(prediction_log.c.logged_at >= since)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     frame = pd.DataFrame([row.features for row in rows], columns=list(contract.FEATURE_NAMES))
-    classes = [row.prediction for row in rows if row.model_version == version]
-    return frame, np.array(classes, dtype=np.int64)
+    mine = np.array([row.model_version == version for row in rows], dtype=bool)
+    by_champion = frame[mine].assign(
+        **{contract.LABEL: np.array([row.prediction for row in rows], dtype=np.int64)[mine]}
+    )
+    return frame, by_champion.reset_index(drop=True)
 
 
 def _load(settings: Settings, champion: ServingModelRef) -> Any:
