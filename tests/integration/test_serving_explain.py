@@ -130,14 +130,29 @@ def test_contract_features_get_exactly_their_columns_contributions(
             "soil_type": each["soil_type_code"],
             "hillshade_noon": each["hillshade_noon"] + each["hillshade_sum"] / 3,
             "elevation": each["elevation"]
-            + each["elevation_minus_vertical_hydrology"] / 2
-            + each["elevation_minus_horizontal_hydrology"] / 2,
+            + (
+                each["elevation_minus_vertical_hydrology"]
+                + each["elevation_minus_horizontal_hydrology"]
+                + each["elevation_minus_roads_fiftieth"]
+                + each["elevation_plus_roads_tenth"]
+                + each["elevation_minus_roads_tenth"]
+                + each["elevation_plus_fire_tenth"]
+                + each["elevation_minus_fire_tenth"]
+            )
+            / 2,
             "horizontal_distance_to_roadways": each["horizontal_distance_to_roadways"]
             + (
                 each["hydrology_plus_roads"]
                 + each["hydrology_minus_roads_abs"]
                 + each["fire_plus_roads"]
                 + each["fire_minus_roads_abs"]
+                + each["elevation_minus_roads_fiftieth"]
+                + each["elevation_plus_roads_tenth"]
+                + each["elevation_minus_roads_tenth"]
+                + each["roads_plus_twice_fire"]
+                + each["twice_roads_plus_fire"]
+                + each["roads_minus_twice_fire"]
+                + each["twice_roads_minus_fire"]
             )
             / 2,
         }
