@@ -9,12 +9,10 @@ event loop (a thread hop costs more than the model); batches go to the thread po
 `INFERENCE_THREADS` single-threaded model calls, so one big request neither stalls the others
 nor leaves a core idle.
 
-422 names the record index and field (`loc`: `["body", <index>, <field>]` for an array,
-`["body", <field>]` for a single object) and lists at most `serving.errors.MAX_ERRORS` errors
-with cut inputs; 413 for more records than `MAX_BATCH_ROWS` (the body size limit is the app's);
-503 while no model is loaded. Bodies over `_INLINE_MAX_BYTES` are parsed and judged in a worker
-thread so `/health` keeps answering, and `/predict/csv` reads its upload only after the key
-check (the guard runs first; a `File()` parameter would be read before it).
+A bad body gets 415, 422 or 413 (see `json_body`; the body size limit is the app's); 503 while
+no model is loaded. Bodies over `_INLINE_MAX_BYTES` are parsed and judged in a worker thread so
+`/health` keeps answering, and `/predict/csv` reads its upload only after the key check (the
+guard runs first; a `File()` parameter would be read before it).
 
 The routes need an app whose state `serving.dependencies.set_state` filled; the API-key guard is
 added where the router is included.
@@ -34,14 +32,13 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, TypeAdapter
 from starlette.datastructures import UploadFile
 
 from forestops import contract
 from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
-from forestops.serving.decode import Arrays, InvalidRecords, records_to_arrays
+from forestops.serving.decode import Arrays
 from forestops.serving.dependencies import ServiceDep, served_model
-from forestops.serving.errors import brief, capped
+from forestops.serving.errors import capped
 from forestops.serving.explanations import (
     CSV_COLUMNS,
     CsvExplainQuery,
@@ -50,6 +47,7 @@ from forestops.serving.explanations import (
     explained,
     explainer,
 )
+from forestops.serving.json_body import decode_body, require_json
 from forestops.serving.prediction_log import PredictionLogger
 from forestops.serving.routes.responses import VALIDATION_ERROR, error_responses
 from forestops.serving.schemas import ForestRecord, PredictResponse
@@ -58,7 +56,6 @@ from forestops.serving.served_model import ServedModel
 _INLINE_MAX_ROWS = 32  # above this, the model runs in the thread pool
 _INLINE_MAX_BYTES = 4096  # above this, the body is parsed and judged in the thread pool
 _MIN_SLICE_ROWS = 256  # smaller slices cost more in thread hand-offs than they save
-_RECORDS: TypeAdapter[list[BaseModel]] = TypeAdapter(list[ForestRecord])  # type: ignore[valid-type]
 _CSV_BODY = {  # read by hand, after the key check (a File() parameter is read before it)
     "requestBody": {
         "required": True,
@@ -124,12 +121,12 @@ async def predict(
     started = time.perf_counter()
     settings = service.settings
     served = served_model(service.holder)
-    _require_json(request.headers.get("content-type"))
+    require_json(request.headers.get("content-type"))
     body = await request.body()
     if len(body) <= _INLINE_MAX_BYTES:
-        arrays = _decode_body(body, settings.max_batch_rows)
+        arrays = decode_body(body, settings.max_batch_rows)
     else:
-        arrays = await anyio.to_thread.run_sync(_decode_body, body, settings.max_batch_rows)
+        arrays = await anyio.to_thread.run_sync(decode_body, body, settings.max_batch_rows)
     rows = len(arrays[0])
     explaining = explain != "false"
     if explaining:  # refused before any work is done
@@ -259,65 +256,6 @@ async def _predict(served: ServedModel, arrays: Arrays, threads: int) -> np.ndar
         for index in range(parts):
             group.start_soon(run, index)
     return np.concatenate(results)
-
-
-def _require_json(content_type: str | None) -> None:
-    """The body is read raw (for speed), which skips FastAPI's strict Content-Type check: do it
-    here. A browser sends text/plain or a form cross-site without a CORS preflight."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    json_suffix = media.startswith("application/") and media.endswith("+json")
-    if media == "application/json" or json_suffix:
-        return
-    raise HTTPException(
-        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-        f"Content-Type must be application/json, not {content_type or 'missing'}",
-    )
-
-
-def _decode_body(body: bytes, max_rows: int) -> Arrays:
-    """The model's arrays for a /predict body, or the (bounded) 422 / 413 that it deserves."""
-    items, single = _parse_records(body, max_rows)
-    try:
-        return records_to_arrays(items, _RECORDS)
-    except InvalidRecords as error:
-        located = (
-            {**entry, "loc": ["body", *(entry["loc"][1:] if single else entry["loc"])]}
-            for entry in error.errors
-        )
-        raise RequestValidationError(capped(located, error.total, ["body"])) from None
-
-
-def _parse_records(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
-    """The JSON body as a list of raw records, and whether it was a single object."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ["body"], "msg": f"invalid JSON: {error}"}]
-        ) from None
-    if isinstance(payload, dict):
-        return [payload], True
-    if not isinstance(payload, list):
-        raise RequestValidationError(
-            [
-                {
-                    "type": "model_type",
-                    "loc": ["body"],
-                    "msg": "expected a record object or a non-empty array of records",
-                    "input": brief(payload),
-                }
-            ]
-        )
-    if not payload:
-        raise RequestValidationError(
-            [{"type": "too_short", "loc": ["body"], "msg": "the array of records is empty"}]
-        )
-    if len(payload) > max_rows:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"{len(payload)} records, more than MAX_BATCH_ROWS={max_rows}",
-        )
-    return payload, False
 
 
 def attachment(upload_name: str | None) -> str:
