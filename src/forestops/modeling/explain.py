@@ -19,8 +19,9 @@ two-class LightGBM models (their one raw score does not explain each class).
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -102,8 +103,19 @@ class Explainer:
                 f"the booster reads {self.booster.num_feature()} columns, the encoder writes "
                 f"{self.shares.shape[0]}"
             )
-        check = self.encode(*frame_to_arrays(input_example()))
-        self.class_boosters = class_boosters(self.booster, check)
+        self._class_boosters: list[Booster] | Literal[False] | None = False  # False: not built yet
+        self._building = threading.Lock()
+
+    @property
+    def class_boosters(self) -> list[Booster] | None:
+        """One booster per class, built on first use: cutting them from the model text takes
+        seconds for a few thousand trees (9 s for 3,738 here), which a new champion must not
+        wait for before it serves; the holder builds them in the background after the swap."""
+        with self._building:
+            if self._class_boosters is False:
+                check = self.encode(*frame_to_arrays(input_example()))
+                self._class_boosters = class_boosters(self.booster, check)
+            return self._class_boosters
 
     def explain(
         self,
@@ -119,7 +131,8 @@ class Explainer:
         """
         matrix = self.encode(numeric, area, soil)
         rows, columns = matrix.shape
-        if only is None or self.class_boosters is None:
+        boosters = None if only is None else self.class_boosters
+        if only is None or boosters is None:
             raw = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=threads))
             per_class = raw.reshape(rows, len(self.classes), columns + 1)
         else:
@@ -127,7 +140,7 @@ class Explainer:
             positions = np.searchsorted(self.classes, only)
             for position in np.unique(positions).tolist():
                 chosen = positions == position
-                per_class[chosen, position] = self.class_boosters[position].predict(
+                per_class[chosen, position] = boosters[position].predict(
                     matrix[chosen], pred_contrib=True, num_threads=threads
                 )
         return Explanation(

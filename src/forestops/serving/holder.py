@@ -153,6 +153,7 @@ class ModelHolder:
         self.problem = self.refusal = None
         self.cache.remember(candidate.path)
         log.info("%s answers with the %s runtime", describe(candidate.ref), candidate.runtime)
+        _prepare_explainer(candidate)
 
     def _load_last_good(self) -> None:
         cached = self.cache.last_good()
@@ -168,6 +169,7 @@ class ModelHolder:
             return
         self.problem = f"serving cached {describe(ref)}; tracking server not confirmed yet"
         self._accelerator.start(self.current)
+        _prepare_explainer(self.current)
 
     def _update(self, served: ServedModel, changes: dict[str, Any]) -> None:
         """Change the served model's runtime, unless another model was swapped in meanwhile."""
@@ -182,6 +184,16 @@ class ModelHolder:
             )
         else:
             log.info("%s now runs compiled (the booster's answers)", describe(served.ref))
+
+
+def _prepare_explainer(served: ServedModel) -> None:
+    """Build the explainer's per-class boosters now, off the request path: the model serves
+    predictions meanwhile, and an `?explain=` request that comes first waits for them."""
+    explainer = served.explainer
+    if explainer is not None:
+        threading.Thread(
+            target=lambda: explainer.class_boosters, name="explainer", daemon=True
+        ).start()
 
 
 def _key(ref: ServingModelRef) -> tuple[str, str | None]:
