@@ -17,7 +17,9 @@ router = APIRouter()
     responses={503: {"model": HealthResponse, "description": "No model loaded"}},
     summary="Liveness and readiness: 200 while a model is served (ok or degraded)",
 )
-def health(service: ServiceDep) -> JSONResponse:
+async def health(service: ServiceDep) -> JSONResponse:
+    """A coroutine, as every cheap route here: a plain `def` costs a thread-pool hop per request,
+    more than the work on two busy cores (probes and load balancers call this often)."""
     holder = service.holder
     served = holder.current
     state = holder.status

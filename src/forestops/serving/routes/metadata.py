@@ -30,7 +30,7 @@ router = APIRouter()
     responses=error_responses(401, 503),
     summary="The served model: version, training metrics, lineage, feature schema, classes",
 )
-def metadata(service: ServiceDep) -> MetadataResponse:
+async def metadata(service: ServiceDep) -> MetadataResponse:
     holder = service.holder
     served = served_model(holder)
     ref = served.ref
