@@ -14,6 +14,14 @@ from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
+class Description:
+    """What a feature or class means, once, in English (the API's schema) and Spanish (the UI)."""
+
+    en: str
+    es: str
+
+
+@dataclass(frozen=True, slots=True)
 class NumericFeature:
     """An integer measurement with inclusive physical bounds (outside them is an error, never clipped)."""
 
@@ -22,7 +30,6 @@ class NumericFeature:
     minimum: int
     maximum: int
     unit: str
-    description: str
     default: int
 
 
@@ -41,18 +48,15 @@ class Category:
 # relief of the state; horizontal distances inside the Roosevelt National Forest study areas
 # are far below 50 km.
 NUMERIC_FEATURES: Final[tuple[NumericFeature, ...]] = (
-    NumericFeature("elevation", "Elevation", 0, 5000, "m", "Elevation above sea level", 2900),
-    NumericFeature(
-        "aspect", "Aspect", 0, 360, "degrees azimuth", "Compass direction of the slope", 130
-    ),
-    NumericFeature("slope", "Slope", 0, 90, "degrees", "Steepness of the slope", 13),
+    NumericFeature("elevation", "Elevation", 0, 5000, "m", 2900),
+    NumericFeature("aspect", "Aspect", 0, 360, "degrees azimuth", 130),
+    NumericFeature("slope", "Slope", 0, 90, "degrees", 13),
     NumericFeature(
         "horizontal_distance_to_hydrology",
         "Horizontal_Distance_To_Hydrology",
         0,
         50_000,
         "m",
-        "Horizontal distance to the nearest surface water",
         230,
     ),
     NumericFeature(
@@ -61,7 +65,6 @@ NUMERIC_FEATURES: Final[tuple[NumericFeature, ...]] = (
         -3500,
         3500,
         "m",
-        "Vertical distance to the nearest surface water (negative: below it)",
         30,
     ),
     NumericFeature(
@@ -70,31 +73,24 @@ NUMERIC_FEATURES: Final[tuple[NumericFeature, ...]] = (
         0,
         50_000,
         "m",
-        "Horizontal distance to the nearest road",
         2000,
     ),
-    NumericFeature(
-        "hillshade_9am", "Hillshade_9am", 0, 255, "index", "Hillshade at 9am, summer solstice", 212
-    ),
+    NumericFeature("hillshade_9am", "Hillshade_9am", 0, 255, "index", 212),
     NumericFeature(
         "hillshade_noon",
         "Hillshade_Noon",
         0,
         255,
         "index",
-        "Hillshade at noon, summer solstice",
         223,
     ),
-    NumericFeature(
-        "hillshade_3pm", "Hillshade_3pm", 0, 255, "index", "Hillshade at 3pm, summer solstice", 142
-    ),
+    NumericFeature("hillshade_3pm", "Hillshade_3pm", 0, 255, "index", 142),
     NumericFeature(
         "horizontal_distance_to_fire_points",
         "Horizontal_Distance_To_Fire_Points",
         0,
         50_000,
         "m",
-        "Horizontal distance to the nearest wildfire ignition point",
         1800,
     ),
 )
@@ -163,7 +159,7 @@ class CoverType:
     id: int
     name: str
     name_es: str
-    description: str
+    description: Description
 
 
 COVER_TYPES: Final[tuple[CoverType, ...]] = (
@@ -171,23 +167,116 @@ COVER_TYPES: Final[tuple[CoverType, ...]] = (
         0,
         "Spruce/Fir",
         "Picea/Abeto",
-        "Engelmann spruce and subalpine fir: cold, high, moist slopes.",
+        Description(
+            "Engelmann spruce and subalpine fir: cold, high, moist slopes.",
+            "Pícea de Engelmann y abeto subalpino: laderas frías, altas y húmedas.",
+        ),
     ),
     CoverType(
-        1, "Lodgepole Pine", "Pino contorta", "The most common type: mid elevations, after fire."
+        1,
+        "Lodgepole Pine",
+        "Pino contorta",
+        Description(
+            "The most common type: mid elevations, after fire.",
+            "El tipo más común: altitudes medias, tras los incendios.",
+        ),
     ),
-    CoverType(2, "Ponderosa Pine", "Pino ponderosa", "Warm, dry, low slopes; open stands."),
     CoverType(
-        3, "Cottonwood/Willow", "Álamo/Sauce", "Riparian: along streams at low elevations; rare."
+        2,
+        "Ponderosa Pine",
+        "Pino ponderosa",
+        Description(
+            "Warm, dry, low slopes; open stands.", "Laderas bajas, cálidas y secas; masas abiertas."
+        ),
     ),
-    CoverType(4, "Aspen", "Álamo temblón", "Quaking aspen, often where conifers were disturbed."),
-    CoverType(5, "Douglas-fir", "Abeto de Douglas", "Steep, cooler, north-facing low slopes."),
-    CoverType(6, "Krummholz", "Krummholz", "Stunted trees at tree line; the highest sites."),
+    CoverType(
+        3,
+        "Cottonwood/Willow",
+        "Álamo/Sauce",
+        Description(
+            "Riparian: along streams at low elevations; rare.",
+            "Ribereño: junto a arroyos a poca altitud; poco frecuente.",
+        ),
+    ),
+    CoverType(
+        4,
+        "Aspen",
+        "Álamo temblón",
+        Description(
+            "Quaking aspen, often where conifers were disturbed.",
+            "Álamo temblón, a menudo donde las coníferas sufrieron perturbaciones.",
+        ),
+    ),
+    CoverType(
+        5,
+        "Douglas-fir",
+        "Abeto de Douglas",
+        Description(
+            "Steep, cooler, north-facing low slopes.",
+            "Laderas bajas, empinadas, más frescas y orientadas al norte.",
+        ),
+    ),
+    CoverType(
+        6,
+        "Krummholz",
+        "Krummholz",
+        Description(
+            "Stunted trees at tree line; the highest sites.",
+            "Árboles achaparrados en el límite del bosque; los sitios más altos.",
+        ),
+    ),
 )
 
 CATEGORICAL_FEATURES: Final[MappingProxyType[str, tuple[Category, ...]]] = MappingProxyType(
     {"wilderness_area": WILDERNESS_AREAS, "soil_type": SOIL_TYPES}
 )
+FEATURE_DESCRIPTIONS: Final[MappingProxyType[str, Description]] = MappingProxyType(
+    {
+        "elevation": Description("Elevation above sea level", "Altitud sobre el nivel del mar"),
+        "aspect": Description(
+            "Compass direction the slope faces",
+            "Dirección de la brújula hacia la que mira la ladera",
+        ),
+        "slope": Description("Steepness of the slope", "Inclinación de la ladera"),
+        "horizontal_distance_to_hydrology": Description(
+            "Horizontal distance to the nearest surface water",
+            "Distancia horizontal al agua superficial más cercana",
+        ),
+        "vertical_distance_to_hydrology": Description(
+            "Vertical distance to the nearest surface water (negative: below it)",
+            "Distancia vertical al agua superficial más cercana (negativa: por debajo)",
+        ),
+        "horizontal_distance_to_roadways": Description(
+            "Horizontal distance to the nearest road",
+            "Distancia horizontal a la carretera más cercana",
+        ),
+        "hillshade_9am": Description(
+            "Hillshade index at 9am on the summer solstice (0 dark, 255 bright)",
+            "Índice de sombreado a las 9h en el solsticio de verano (0 oscuro, 255 claro)",
+        ),
+        "hillshade_noon": Description(
+            "Hillshade index at noon on the summer solstice (0 dark, 255 bright)",
+            "Índice de sombreado a las 12h en el solsticio de verano (0 oscuro, 255 claro)",
+        ),
+        "hillshade_3pm": Description(
+            "Hillshade index at 3pm on the summer solstice (0 dark, 255 bright)",
+            "Índice de sombreado a las 15h en el solsticio de verano (0 oscuro, 255 claro)",
+        ),
+        "horizontal_distance_to_fire_points": Description(
+            "Horizontal distance to the nearest wildfire ignition point",
+            "Distancia horizontal al punto de ignición de incendio más cercano",
+        ),
+        "wilderness_area": Description(
+            "One of the four wilderness areas of the Roosevelt National Forest",
+            "Una de las cuatro áreas silvestres del Bosque Nacional Roosevelt",
+        ),
+        "soil_type": Description(
+            "Ecological Landtype Unit code of the USFS soil survey",
+            "Código de Unidad Ecológica de Terreno del estudio de suelos del USFS",
+        ),
+    }
+)
+"""What each feature means: the API's field and /metadata descriptions and the UI's help text."""
 NUMERIC_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in NUMERIC_FEATURES)
 CATEGORICAL_NAMES: Final[tuple[str, ...]] = tuple(CATEGORICAL_FEATURES)
 FEATURE_NAMES: Final[tuple[str, ...]] = NUMERIC_NAMES + CATEGORICAL_NAMES

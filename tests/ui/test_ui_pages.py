@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -80,7 +81,7 @@ def test_home_shows_live_figures_and_the_cover_types(ui_env: UiStack) -> None:
     assert _metric(app, "Champion version") == "1"
     assert _metric(app, "Accuracy").endswith("%")
     captions = " ".join(_texts(app, "caption"))
-    assert all(cover.description in captions for cover in contract.COVER_TYPES)
+    assert all(cover.description.en in captions for cover in contract.COVER_TYPES)
 
 
 def test_single_prediction_shows_the_class_the_service_gives(ui_env: UiStack) -> None:
@@ -295,11 +296,18 @@ def test_spanish_is_one_switch_away(ui_env: UiStack) -> None:
     app.segmented_control(key="language_settings").set_value("es").run()
     assert_clean(app)
     assert app.title[0].value == TEXT["status_title"]["es"]
+    assert f"{SEEDED_ROWS:,} filas en {SEEDED_BATCHES} lotes".replace(",", ".") in " ".join(
+        _texts(app, "success")
+    )
     app.switch_page("views/predict.py").run()
     app.button(key="single_predict").click().run()
     spoken = " ".join(_texts(app, "success"))
     assert "Tipo de cubierta predicho" in spoken
     assert any(cover.name_es in spoken for cover in contract.COVER_TYPES)
+    assert re.fullmatch(r"\d{1,3},\d\u00a0%", _metric(app, "Confianza")), _metric(app, "Confianza")
+    app.switch_page("views/home.py").run()
+    captions = " ".join(_texts(app, "caption"))
+    assert all(cover.description.es in captions for cover in contract.COVER_TYPES)
 
 
 def test_every_page_says_plainly_that_nothing_runs(offline_env: Path) -> None:

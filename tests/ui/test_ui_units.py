@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import string
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import forestops.ui
 from forestops import contract
 from forestops.ui.csv_input import EXAMPLE_CSV, check_csv
 from forestops.ui.data import reason_column, reason_pattern
-from forestops.ui.i18n import LANGUAGES, TEXT
+from forestops.ui.i18n import FORMATS, LANGUAGES, TEXT, format_number, format_percent
 from forestops.ui.launch import streamlit_command
 from forestops.ui.section_guard import SOURCES
 
@@ -98,11 +99,11 @@ def test_every_guarded_source_has_a_failure_sentence_taking_the_error() -> None:
 
 def test_every_key_the_pages_ask_for_exists_and_every_entry_is_used() -> None:
     source = "\n".join(path.read_text() for path in UI_SOURCES)
-    literal = set(re.findall(r"\bt\(\s*\"([^\"]+)\"", source))
+    literal = set(re.findall(r"\bt\(\s*[\"']([^\"']+)[\"']", source))  # t('x') inside f-strings
     assert literal <= set(TEXT), literal - set(TEXT)
     # Keys built at run time: one family per f-string in the pages.
     dynamic = re.findall(r"\bt\(\s*f\"([^{\"]*)\{", source)
-    families = [*dynamic, "feature.", "help.", "unit.", "cover."]
+    families = [*dynamic, "feature.", "unit."]
     suffix_families = ["_failed"]  # t(f"{source}_failed")
     unused = {
         key
@@ -113,10 +114,59 @@ def test_every_key_the_pages_ask_for_exists_and_every_entry_is_used() -> None:
         and f'"{key}"' not in source  # keys passed around as data, e.g. metric names
     }
     assert not unused, unused
-    for feature in contract.FEATURE_NAMES:
-        assert f"feature.{feature}" in TEXT and f"help.{feature}" in TEXT
+    assert all(f"feature.{feature}" in TEXT for feature in contract.FEATURE_NAMES)
     assert all(f"unit.{f.unit}" in TEXT for f in contract.NUMERIC_FEATURES)
-    assert all(f"cover.{c.id}" in TEXT for c in contract.COVER_TYPES)
+
+
+def test_both_locale_files_hold_the_same_keys_placeholders_and_number_format() -> None:
+    locales = Path(forestops.ui.__file__).with_name("locales")
+    read = {
+        language: tomllib.loads((locales / f"{language}.toml").read_text())
+        for language in LANGUAGES
+    }
+    english, spanish = read["en"], read["es"]
+    assert set(english) == set(spanish), set(english) ^ set(spanish)
+    for key, text in english.items():
+        if key != "format":
+            assert _placeholders(text) == _placeholders(spanish[key]), key
+    assert set(english["format"]) == set(spanish["format"])
+    assert set(TEXT) == set(english) - {"format"}
+
+
+def test_every_contract_feature_and_cover_type_is_described_once_in_both_languages() -> None:
+    assert set(contract.FEATURE_DESCRIPTIONS) == set(contract.FEATURE_NAMES)
+    described = [
+        *contract.FEATURE_DESCRIPTIONS.values(),
+        *(c.description for c in contract.COVER_TYPES),
+    ]
+    for description in described:
+        assert description.en.strip() and description.es.strip(), description
+        assert description.en != description.es, description
+    assert not any(key.startswith(("help.", "cover.")) for key in TEXT)  # no second copy
+
+
+@pytest.mark.parametrize(
+    ("value", "decimals", "signed", "english", "spanish"),
+    [
+        (29_283, 0, False, "29,283", "29.283"),
+        (2_596, 0, False, "2,596", "2.596"),
+        (-3_150.5, 1, False, "-3,150.5", "-3.150,5"),
+        (1_234_567.891, 2, True, "+1,234,567.89", "+1.234.567,89"),
+        (0.25, 2, True, "+0.25", "+0,25"),
+        (950, 0, False, "950", "950"),
+    ],
+)
+def test_numbers_are_written_the_way_each_language_writes_them(
+    value: float, decimals: int, signed: bool, english: str, spanish: str
+) -> None:
+    assert format_number(value, "en", decimals, signed) == english
+    assert format_number(value, "es", decimals, signed) == spanish
+
+
+def test_percentages_follow_the_language() -> None:
+    assert format_percent(0.93215, "en") == "93.2%"
+    assert format_percent(0.93215, "es") == "93,2\u00a0%"
+    assert {f.decimal for f in FORMATS.values()} == {".", ","}
 
 
 def test_quarantine_reasons_group_by_pattern_and_column() -> None:

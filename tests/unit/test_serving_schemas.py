@@ -89,3 +89,10 @@ def test_feature_schema_defaults_form_a_valid_record() -> None:
     record = {f.name: f.default for f in features}
     RECORDS.validate_python([record])
     assert [f.course_name for f in features] == [*contract.COURSE_NAMES][:-1]
+
+
+def test_the_api_describes_each_feature_with_the_contracts_one_description() -> None:
+    described = {f.name: f.description for f in feature_schema()}
+    assert described == {name: d.en for name, d in contract.FEATURE_DESCRIPTIONS.items()}
+    field = ForestRecord.model_json_schema()["properties"]["elevation"]
+    assert field["description"] == "Elevation above sea level (m)"

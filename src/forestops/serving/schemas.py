@@ -66,7 +66,7 @@ def _numeric_field(spec: contract.NumericFeature) -> tuple[Any, Any]:
             ge=spec.minimum,
             le=spec.maximum,
             validation_alias=AliasChoices(spec.name, spec.course_name),
-            description=f"{spec.description} ({spec.unit})",
+            description=f"{contract.FEATURE_DESCRIPTIONS[spec.name].en} ({spec.unit})",
             examples=[spec.default],
         ),
     )
@@ -208,7 +208,7 @@ def feature_schema() -> list[FeatureInfo]:
             minimum=f.minimum,
             maximum=f.maximum,
             unit=f.unit,
-            description=f.description,
+            description=contract.FEATURE_DESCRIPTIONS[f.name].en,
             default=f.default,
             categories=None,
             course_name=f.course_name,
@@ -224,7 +224,7 @@ def feature_schema() -> list[FeatureInfo]:
             minimum=None,
             maximum=None,
             unit=None,
-            description=_CATEGORY_DESCRIPTIONS[name],
+            description=contract.FEATURE_DESCRIPTIONS[name].en,
             default=str(example[name]),
             categories=[CategoryInfo(code=c.code, label=c.label) for c in categories],
             course_name=course[name],
@@ -232,12 +232,6 @@ def feature_schema() -> list[FeatureInfo]:
         for name, categories in contract.CATEGORICAL_FEATURES.items()
     ]
     return numeric + categorical
-
-
-_CATEGORY_DESCRIPTIONS = {
-    "wilderness_area": "Wilderness area of the Roosevelt National Forest",
-    "soil_type": "Soil type, as its ELU code from the UCI documentation",
-}
 
 
 def class_schema() -> list[ClassInfo]:

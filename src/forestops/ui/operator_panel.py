@@ -15,7 +15,7 @@ import streamlit as st
 
 from forestops.config import Settings
 from forestops.ui import inference, operations, registry
-from forestops.ui.i18n import t
+from forestops.ui.i18n import percent, t
 from forestops.ui.operations import OperationsError
 
 OPERATOR = "operator"  # session state: {"name": ..., "key": ...}
@@ -153,7 +153,7 @@ def _forget_cached_state() -> None:
 
 def _version_label(version: dict[str, Any]) -> str:
     accuracy = version.get("accuracy")
-    parts = [f"v{version['version']}", f"{accuracy:.1%}" if accuracy is not None else "—"]
+    parts = [f"v{version['version']}", percent(accuracy) if accuracy is not None else "—"]
     return " · ".join([*parts, version["created"][:16].replace("T", " ")])
 
 

@@ -16,7 +16,7 @@ from forestops import contract
 from forestops.config import get_settings
 from forestops.ui import data
 from forestops.ui.charts import class_colour_map, class_names, with_class_names
-from forestops.ui.i18n import feature_label, t
+from forestops.ui.i18n import feature_label, number, t
 from forestops.ui.section_guard import guard
 
 SAMPLE_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
@@ -234,12 +234,12 @@ def render() -> None:
                 t("sample_size"),
                 options=SAMPLE_SIZES,
                 value=5_000,
-                format_func=lambda n: f"{n:,}",
+                format_func=number,
                 key="sample_size",
                 help=t("sample_size_help"),
             )
             sample = with_class_names(data.sample(url, size))
-            st.caption(t("sample_caption", shown=len(sample), total=overview.rows))
+            st.caption(t("sample_caption", shown=number(len(sample)), total=number(overview.rows)))
             left, right = st.columns(2)
             with left:
                 _class_distribution(url)

@@ -8,7 +8,7 @@ from forestops import contract
 from forestops.config import get_settings
 from forestops.ui import data, registry
 from forestops.ui.charts import CLASS_COLOURS
-from forestops.ui.i18n import class_description, class_label, t
+from forestops.ui.i18n import class_description, class_label, number, percent, t
 from forestops.ui.inference import recent_health, recent_metadata
 from forestops.ui.section_guard import guard
 
@@ -17,11 +17,11 @@ def _data_figures(database_url: str) -> None:
     with guard("database"):
         overview = data.overview(database_url)
         rows, batches, last = st.columns(3)
-        rows.metric(t("rows_ingested"), f"{overview.rows:,}")
+        rows.metric(t("rows_ingested"), number(overview.rows))
         batches.metric(
             t("batches"),
-            f"{overview.source_batches:,}",
-            help=t("batches_help", records=f"{overview.batches:,}"),
+            number(overview.source_batches),
+            help=t("batches_help", records=number(overview.batches)),
         )
         when = overview.last_fetched_at
         last.metric(t("last_ingestion"), when.strftime("%Y-%m-%d %H:%M") if when else "—")
@@ -39,7 +39,7 @@ def _model_figures() -> None:
             served = recent_metadata(settings)
             version.metric(t("champion_version"), served.get("model_version") or "—")
             score = (served.get("metrics") or {}).get("accuracy")
-            accuracy.metric(t("accuracy"), f"{score:.1%}" if score is not None else "—")
+            accuracy.metric(t("accuracy"), percent(score) if score is not None else "—")
         return
     if health.reachable:
         st.warning(
@@ -54,7 +54,7 @@ def _model_figures() -> None:
             return
         version.metric(t("champion_version"), champion.version or champion.run_id[:8])
         score = champion.metrics.get("accuracy")
-        accuracy.metric(t("accuracy"), f"{score:.1%}" if score is not None else "—")
+        accuracy.metric(t("accuracy"), percent(score) if score is not None else "—")
 
 
 def _cover_types() -> None:

@@ -13,7 +13,7 @@ from forestops.config import Settings, get_settings
 from forestops.redact import redact_uri
 from forestops.ui import data, operator_panel, registry
 from forestops.ui.charts import confusion_chart
-from forestops.ui.i18n import feature_label, t
+from forestops.ui.i18n import feature_label, percent, t
 from forestops.ui.inference import recent_health, recent_metadata
 from forestops.ui.section_guard import guard
 
@@ -21,7 +21,7 @@ from forestops.ui.section_guard import guard
 def _metrics_row(metrics: dict[str, Any]) -> None:
     shown = [name for name in ("accuracy", "macro_f1") if metrics.get(name) is not None]
     for column, name in zip(st.columns(max(len(shown), 1)), shown, strict=False):
-        column.metric(t(name), f"{float(metrics[name]):.1%}")
+        column.metric(t(name), percent(float(metrics[name])))
 
 
 def _served(settings: Settings) -> str | None:

@@ -36,7 +36,7 @@ def _latest(report: dict[str, Any]) -> None:
         (report["live_accuracy"], report["reference_accuracy"], report["prediction_shift"]),
         strict=True,
     ):
-        column.metric(t(key), t("not_measured") if value is None else f"{value:.3f}")
+        column.metric(t(key), t("not_measured") if value is None else number(value, 3))
 
 
 def _drift_chart(reports: list[dict[str, Any]], threshold: float) -> None:

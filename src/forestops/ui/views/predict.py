@@ -21,7 +21,15 @@ from forestops.redact import redact_uri
 from forestops.ui.charts import contribution_chart, probability_chart, with_class_names
 from forestops.ui.csv_input import EXAMPLE_CSV, CsvCheck, check_csv, to_csv_bytes
 from forestops.ui.explain import reasons, top_reasons
-from forestops.ui.i18n import category_label, class_label, feature_help, feature_label, number, t
+from forestops.ui.i18n import (
+    category_label,
+    class_label,
+    feature_help,
+    feature_label,
+    number,
+    percent,
+    t,
+)
 from forestops.ui.inference import explained, predict, predict_csv, recent_health
 from forestops.ui.section_guard import guard
 
@@ -56,7 +64,7 @@ def _answer(
     probabilities = prediction["probabilities"]
     st.success(t("predicted_as", name=class_label(chosen), id=chosen), icon=":material/forest:")
     confidence, version = st.columns(2)
-    confidence.metric(t("confidence"), f"{probabilities[chosen]:.1%}")
+    confidence.metric(t("confidence"), percent(probabilities[chosen]))
     version.metric(t("model_version"), str(model_version or "—"))
     answer, why = st.columns(2)
     with answer:
@@ -257,7 +265,7 @@ def _csv_result(result: bytes, labels: pd.Series | None, file_name: str) -> None
     if labels is not None:
         truth = pd.to_numeric(labels.reset_index(drop=True), errors="coerce")
         accuracy = float((truth == frame["cover_type_pred"]).mean())
-        st.metric(t("accuracy_against_labels"), f"{accuracy:.1%}")
+        st.metric(t("accuracy_against_labels"), percent(accuracy))
     counts = shown[t("cover_type")].value_counts()
     st.markdown(
         t("csv_predicted", rows=len(frame))

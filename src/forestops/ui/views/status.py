@@ -12,7 +12,7 @@ from forestops.config import Settings, get_settings
 from forestops.redact import redact_uri
 from forestops.ui import data, registry
 from forestops.ui.errors import DatabaseNotReady, MlflowNotReady
-from forestops.ui.i18n import language_selector, t
+from forestops.ui.i18n import language_selector, number, t
 from forestops.ui.inference import api_key, health
 from forestops.ui.section_guard import summary
 
@@ -46,7 +46,7 @@ def _check(name: str, probe: Callable[[], dict[str, object]], not_ready: type[Ex
 
 def _database_figures(settings: Settings) -> dict[str, object]:
     overview = data.connectivity(settings.database_url)
-    return {"rows": f"{overview.rows:,}", "batches": overview.source_batches}
+    return {"rows": number(overview.rows), "batches": number(overview.source_batches)}
 
 
 def _mlflow_figures(settings: Settings) -> dict[str, object]:
