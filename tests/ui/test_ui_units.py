@@ -1,4 +1,4 @@
-"""The UI's plain functions: CSV checks, the one dictionary, quarantine reason grouping, the
+"""The UI's plain functions: CSV checks, the locale files and number formats, quarantine reason grouping, the
 Streamlit command line."""
 
 from __future__ import annotations
