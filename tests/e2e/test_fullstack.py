@@ -180,6 +180,26 @@ def test_the_dags_run_on_celery_and_every_replica_serves_the_champion(
     assert airflow.wait(TRAINING, run, timeout_s=900) == "success", _tail(stack)
     assert airflow.task_instances(TRAINING, run)["train_forest_models"]["state"] == "success"
 
+    # --- the operator's actions (the UI's): the operations service moves the alias with the
+    # tracking server's trainer account and every replica follows; without the key, nothing ----
+    operations, admin = (
+        stack["operations_url"],
+        {"Authorization": f"Bearer {stack['admin_api_key']}"},
+    )
+    versions = httpx.get(f"{operations}/versions", headers=admin, timeout=60).json()
+    current = next(v["version"] for v in versions if "champion" in v["aliases"])
+    other = next(v["version"] for v in versions if "champion" not in v["aliases"])
+    promote = {"version": other, "reason": "full-stack check", "actor": "e2e"}
+    assert httpx.post(f"{operations}/champion/promote", json=promote).status_code == 401
+    answer = httpx.post(f"{operations}/champion/promote", json=promote, headers=admin, timeout=300)
+    assert answer.status_code == 200, answer.text
+    for replica in stack["replica_urls"]:
+        metadata = httpx.get(f"{replica}/metadata", headers=headers, timeout=10).json()
+        assert metadata.get("model_version") == other, (replica, metadata)
+    back = {"reason": "full-stack check done", "actor": "e2e"}
+    answer = httpx.post(f"{operations}/champion/rollback", json=back, headers=admin, timeout=300)
+    assert answer.status_code == 200 and answer.json()["to_version"] == current, answer.text
+
     # --- an outage: the app database is gone; every DAG's failure reaches the webhook ----------
     database = stack["database_url"].rsplit("/", 1)[1]
     admin = os.environ.get("FORESTOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -30,6 +30,7 @@ from forestops.store.audit import recent_actions
 from forestops.store.database import get_engine, upgrade
 from forestops.webserver import BackgroundServer, free_port
 from support.champion import ChampionStore, broken_pipeline, log_candidate, read_rows, tiny_pipeline
+from support.forestops_up import wait_http_ok
 from support.mlflow_server import MlflowServer, mlflow_server
 from support.training_data import TINY, course_rows, seed_samples
 
@@ -229,15 +230,7 @@ def test_without_an_admin_key_the_actions_are_disabled_and_say_which_setting(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                health = httpx.get(f"{url}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+        health = wait_http_ok(f"{url}/health", timeout=60)
         assert health.json()["actions_enabled"] is False
         for key in ("", ADMIN_KEY):
             answer = httpx.post(
