@@ -52,8 +52,9 @@ def fit_champion(settings: Settings, dataset: Path, rows: int) -> dict[str, Any]
 
     from forestops.modeling.candidates import lightgbm
     from forestops.modeling.integrity import sign_logged_model
-    from forestops.modeling.package import log_forest_model
+    from forestops.modeling.package import ForestCoverModel, log_forest_model
     from forestops.modeling.tracking import PRIMARY_METRIC, TAG_CANDIDATE, TAG_KIND
+    from forestops.serving.shipped_forest import ship
 
     frame = pd.read_csv(dataset, nrows=rows + 20_000).rename(columns=contract.canonical_column)
     train, holdout = frame.iloc[:rows], frame.iloc[rows:]
@@ -69,11 +70,12 @@ def fit_champion(settings: Settings, dataset: Path, rows: int) -> dict[str, Any]
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     with mlflow.start_run(
         experiment_id=experiment_id, tags={TAG_KIND: "candidate", TAG_CANDIDATE: "lightgbm"}
-    ):
+    ) as run:
         mlflow.log_params(fitted.params)
         mlflow.log_metric(PRIMARY_METRIC, accuracy)
         info = log_forest_model(fitted.pipeline)
     sign_logged_model(settings, client, info.model_id)  # serving loads only what training signed
+    shipped = ship(settings, client, run.info.run_id, ForestCoverModel(fitted.pipeline))
     version = mlflow.register_model(info.model_uri, settings.model_name)
     client.set_registered_model_alias(settings.model_name, settings.champion_alias, version.version)
     booster = fitted.pipeline.named_steps["model"].booster_
@@ -83,7 +85,19 @@ def fit_champion(settings: Settings, dataset: Path, rows: int) -> dict[str, Any]
         "trees": booster.num_trees(),
         "fit_seconds": round(fitted.fit_seconds, 1),
         "best_iteration": fitted.params.get("best_iteration"),
+        "run_id": run.info.run_id,
+        "shipped": shipped,
     }
+
+
+def champion_of(settings: Settings) -> dict[str, Any]:
+    """What fit_champion reported, read back from the store it left (for --home)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    version = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)
+    run = client.get_run(str(version.run_id))
+    return {**run.data.params, **run.data.metrics, "run_id": run.info.run_id}
 
 
 def start(
@@ -212,13 +226,26 @@ def main() -> None:
     parser.add_argument(
         "--model-uri", help="serve this existing model instead (needs MLFLOW_TRACKING_URI)"
     )
+    parser.add_argument(
+        "--home", type=Path, help="reuse the champion an earlier run of this script fitted there"
+    )
     parser.add_argument("--single-requests", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=10, help="1,000-record requests")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=0,
+        help="also measure a new replica's first WINDOW seconds, with and without the compiled "
+        "forest training shipped (issue 16); 0: skip",
+    )
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    home = args.home or Path(tempfile.mkdtemp(prefix="serve-bench-"))
     settings = Settings(forestops_home=home, model_poll_interval_s=0)
-    if args.model_uri:
+    if args.home:
+        model = champion_of(settings)
+        model_uri = f"models:/{settings.model_name}@{settings.champion_alias}"
+    elif args.model_uri:
         settings = Settings(
             forestops_home=home,
             model_poll_interval_s=0,
@@ -248,11 +275,21 @@ def main() -> None:
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs `uvicorn` by name
     processes: list[subprocess.Popen[bytes]] = []
     try:
+        windows = (
+            promotion_windows(bin_dir, env, settings, model, records, args.window, processes)
+            if args.window and "run_id" in model
+            else {}
+        )
         servers = {
             f"forestops serve ({runtime})": serve_ours(bin_dir, env, runtime, processes)
             for runtime in ("compiled", "lightgbm")
         }
+        # Last: with a file store, `mlflow models serve` writes `registered_model_meta` into the
+        # model's own artifact folder, and a replica started after it refuses the changed files.
         servers["mlflow models serve"] = serve_mlflow(bin_dir, env, model_uri, processes)
+        if windows:
+            url, encode = servers["mlflow models serve"]
+            windows["mlflow models serve"] = window(url, encode, records, min(args.window, 30))
         check = records[: 1000 * args.batches]
         answers = {
             name: probabilities(url, encode, check) for name, (url, encode) in servers.items()
@@ -267,6 +304,8 @@ def main() -> None:
         for process in processes:
             process.wait(60)
     print(report(model, results, answers, args))
+    if windows:
+        print(report_windows(windows, args.window))
 
 
 Server = tuple[str, Callable[[list[dict[str, Any]]], bytes]]
@@ -291,7 +330,11 @@ def serve_ours(
         processes,
     )
     key = env.get("API_KEYS", "").split(",")[0]
-    headers = {"X-API-Key": key} if key else {}
+    wait_for_runtime(port, {"X-API-Key": key} if key else {}, runtime)
+    return f"http://127.0.0.1:{port}/predict", encode_ours
+
+
+def wait_for_runtime(port: int, headers: dict[str, str], runtime: str) -> None:
     deadline = time.monotonic() + 1800
     while (
         httpx.get(f"http://127.0.0.1:{port}/metadata", headers=headers).json()["runtime"] != runtime
@@ -299,7 +342,6 @@ def serve_ours(
         if time.monotonic() > deadline:
             raise TimeoutError(f"forestops serve never switched to {runtime}")
         time.sleep(0.5)
-    return f"http://127.0.0.1:{port}/predict", encode_ours
 
 
 def serve_mlflow(
@@ -330,6 +372,114 @@ def probabilities(
             columns = [f"probability_{i}" for i in contract.CLASS_IDS]
             parts.append(pd.DataFrame(body["predictions"])[columns].to_numpy())
     return np.concatenate(parts)
+
+
+def promotion_windows(
+    bin_dir: Path,
+    env: dict[str, str],
+    settings: Settings,
+    model: dict[str, Any],
+    records: list[dict[str, Any]],
+    seconds: float,
+    processes: list[subprocess.Popen[bytes]],
+) -> dict[str, dict[str, float]]:
+    """A new replica's first `seconds` after the champion appeared, served (a) with the library
+    training shipped and (b) with none (the tag removed, so it compiles at idle priority), then
+    the same replica once compiled (steady state); `main` adds `mlflow models serve` on the same
+    loop."""
+    from mlflow.tracking import MlflowClient
+
+    from forestops.modeling.integrity import signing_key
+    from forestops.modeling.tracking import TAG_COMPILED_FOREST
+    from forestops.serving.shipped_forest import platform_key
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    tag = TAG_COMPILED_FOREST + platform_key()
+    signature = client.get_run(model["run_id"]).data.tags.get(tag)
+    shared = {
+        **env,
+        "DATABASE_URL": settings.database_url,
+        "INFERENCE_RUNTIME": "auto",
+        "MODEL_SIGNING_KEY": signing_key(settings).decode(),  # the replicas' homes hold none
+    }
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for case in ("shipped library", "compiled here"):
+            if case == "compiled here" and signature:
+                client.delete_tag(model["run_id"], tag)
+            replica_home = tempfile.mkdtemp(prefix="serve-window-")  # an empty model cache
+            port = free_port()
+            process = start(
+                [str(bin_dir / "forestops"), "serve", "--port", str(port)],
+                {**shared, "FORESTOPS_HOME": replica_home},
+                f"http://127.0.0.1:{port}/health",
+                processes,
+                timeout=900,
+            )
+            url = f"http://127.0.0.1:{port}/predict"
+            out[f"{case}: first {seconds:g} s"] = window(url, encode_ours, records, seconds)
+            wait_for_runtime(port, {}, "compiled")
+            out[f"{case}: steady"] = window(url, encode_ours, records, min(seconds, 30))
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(60)
+            processes.remove(process)
+    finally:
+        if signature:
+            client.set_tag(model["run_id"], tag, signature)
+    return out
+
+
+def window(
+    url: str,
+    encode: Callable[[list[dict[str, Any]]], bytes],
+    records: list[dict[str, Any]],
+    seconds: float,
+) -> dict[str, float]:
+    """From now for `seconds`, on one keep-alive connection: a 1,000-record request, then ten
+    single records, again and again: batch rows/s and the p99 of both kinds of request."""
+    batch = encode(records[:1000])
+    singles = [encode([r]) for r in records[1000:1200]]
+    batch_s: list[float] = []
+    single_s: list[float] = []
+    with httpx.Client(headers=JSON, timeout=300) as http:
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            sent = time.perf_counter()
+            http.post(url, content=batch).raise_for_status()
+            batch_s.append(time.perf_counter() - sent)
+            for body in singles[len(batch_s) % 20 * 10 :][:10]:
+                sent = time.perf_counter()
+                http.post(url, content=body).raise_for_status()
+                single_s.append(time.perf_counter() - sent)
+    result = {
+        "batch_rows_per_s": 1000 * len(batch_s) / sum(batch_s),
+        "batch_p99_ms": percentile_ms(batch_s, 99),
+        "single_p50_ms": percentile_ms(single_s, 50),
+        "single_p99_ms": percentile_ms(single_s, 99),
+    }
+    print(f"window {url}: {result}", file=sys.stderr)
+    return result
+
+
+def report_windows(windows: dict[str, dict[str, float]], seconds: float) -> str:
+    names = list(windows)
+    baseline = windows["mlflow models serve"]["batch_rows_per_s"]
+    lines = [
+        "",
+        f"A new replica from the moment it answers (a champion just promoted): {seconds:g} s of",
+        "1,000-record requests, each followed by ten single records, on one connection; steady:",
+        "the same replica once it serves compiled.",
+        "",
+        "| replica | batch rows/s | vs mlflow | batch p99 (ms) | single p50 (ms) | single p99 (ms) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        row = windows[name]
+        lines.append(
+            f"| {name} | {row['batch_rows_per_s']:,.0f} | {row['batch_rows_per_s'] / baseline:.1f}x"
+            f" | {row['batch_p99_ms']:.1f} | {row['single_p50_ms']:.2f} | {row['single_p99_ms']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def report(
