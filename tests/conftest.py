@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from forestops.config import Settings
+from support.mlflow_server import MlflowServer, mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = Path(os.environ.get("FORESTOPS_DATASET", ROOT.parent / "shared/data/covertype.csv.gz"))
@@ -78,3 +79,10 @@ def pg_url() -> Iterator[str]:
 def other_pg_url() -> Iterator[str]:
     """A second fresh database, for tests that move data from one to another (restore)."""
     yield from _fresh_pg_database()
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real MLflow tracking server (MariaDB backend, S3 artifacts) shared by a module's tests."""
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as server:
+        yield server

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +32,8 @@ from forestops.store.audit import recent_actions
 from forestops.store.database import get_engine
 from forestops.webserver import BackgroundServer
 from support.champion import ChampionStore, broken_pipeline, log_candidate, read_rows, tiny_pipeline
-from support.mlflow_server import MlflowServer, mlflow_server
-from support.training_data import TINY, course_rows, seed_samples
+from support.mlflow_server import MlflowServer, operator_environment
+from support.training_data import course_rows, seed_samples
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.mariadb]
 
@@ -45,34 +43,21 @@ WEAK = {"TRAIN_CANDIDATES": "logistic_regression", "LOGREG_MAX_ROWS": "100"}
 STRONG = {"TRAIN_CANDIDATES": "lightgbm"}
 
 
-@pytest.fixture(scope="module")
-def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as server:
-        yield server
-
-
 @pytest.fixture
 def environment(
-    home: Path, tracking: MlflowServer, monkeypatch: pytest.MonkeyPatch
+    home: Path, tracking_server: MlflowServer, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """What a person's shell would hold: the stack's addresses, tiny training settings; a model
     and experiment name of this test's own on the shared tracking server."""
-    name = f"ops-{uuid.uuid4().hex[:8]}"
-    env = {
-        "MLFLOW_TRACKING_URI": tracking.url,
-        "MODEL_NAME": name,
-        "MLFLOW_EXPERIMENT_NAME": name,
-        "ADMIN_API_KEY": ADMIN_KEY,
-        "MODEL_SIGNING_KEY": SIGNING_KEY,
-        "API_KEYS": "client-key",
-        "INFERENCE_API_URL": "http://127.0.0.1:9",  # nothing listens: reload is best effort
-        "MODEL_POLL_INTERVAL_S": "0",
-        "INFERENCE_RUNTIME": "native",
-        **{key.upper(): str(value) for key, value in TINY.items()},
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
+    return operator_environment(
+        tracking_server.url,
+        "ops",
+        monkeypatch,
+        ADMIN_API_KEY=ADMIN_KEY,
+        MODEL_SIGNING_KEY=SIGNING_KEY,
+        API_KEYS="client-key",
+        MODEL_POLL_INTERVAL_S="0",
+    )
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> Any:

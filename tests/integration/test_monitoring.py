@@ -35,6 +35,7 @@ from forestops.store.monitoring import latest_batch, recent_reports
 from forestops.store.schema import prediction_log
 from forestops.webserver import BackgroundServer, free_port
 from support.champion import log_candidate, tiny_pipeline
+from support.served_traffic import serve_frame
 from support.training_data import course_rows, seed_samples
 from support.webhook import Receiver
 
@@ -94,17 +95,6 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame[list(contract.FEATURE_NAMES)].to_dict(orient="records")
 
 
-def _serve(settings: Settings, records: list[dict[str, Any]], chunk: int = 50) -> str:
-    """Send `records` to a running service in requests of `chunk`; returns its /metrics text."""
-    app = create_app(settings)
-    with BackgroundServer(app) as server, httpx.Client(base_url=server.url) as client:
-        for start in range(0, len(records), chunk):
-            response = client.post("/predict", json=records[start : start + chunk])
-            assert response.status_code == 200, response.text
-        assert app.state.prediction_logger.flush(30)
-        return client.get("/metrics").text
-
-
 def _metric(text: str, name: str) -> float:
     match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
     assert match, f"{name} not in /metrics"
@@ -117,7 +107,7 @@ def test_shifted_elevation_is_flagged_alone_stored_gauged_and_notified(
     seed_samples(settings, course_rows(dataset_path, TRAIN_ROWS))
     served = course_rows(dataset_path, 1000, skip=TRAIN_ROWS)
     served["elevation"] = np.minimum(served["elevation"] + 500, ELEVATION_MAX)
-    _serve(settings, _records(served))
+    serve_frame(settings, served)
 
     report = monitor(settings)
 
@@ -131,7 +121,7 @@ def test_shifted_elevation_is_flagged_alone_stored_gauged_and_notified(
     hook, _ = receiver
     assert len(hook.posts) == 1 and "elevation drifted" in hook.posts[0]["text"]
     # the next scrape of the inference service shows the report as gauges
-    metrics = _serve(settings, _records(served.iloc[:1]))
+    metrics = serve_frame(settings, served.iloc[:1])
     assert _metric(metrics, "forestops_monitor_alert") == 1.0
     elevation = 'forestops_feature_drift_psi{feature="elevation",source="served"}'
     assert _metric(metrics, re.escape(elevation)) > settings.monitor_psi_threshold
@@ -169,7 +159,7 @@ def test_unshifted_traffic_and_new_batches_raise_no_alert(
 ) -> None:
     seed_samples(settings, course_rows(dataset_path, TRAIN_ROWS))
     seed_samples(settings, course_rows(dataset_path, 1000, skip=TRAIN_ROWS))  # batch 2: new
-    _serve(settings, _records(course_rows(dataset_path, 1000, skip=TRAIN_ROWS + 1000)))
+    serve_frame(settings, course_rows(dataset_path, 1000, skip=TRAIN_ROWS + 1000))
 
     report = monitor(settings)
 
@@ -292,7 +282,7 @@ def test_answers_of_an_earlier_version_are_not_the_champions_class_shift(
     of the champion's predictions, but its inputs still count for input drift."""
     seed_samples(settings, course_rows(dataset_path, TRAIN_ROWS))
     served = course_rows(dataset_path, 1000, skip=TRAIN_ROWS)
-    _serve(settings, _records(served))
+    serve_frame(settings, served)
     earlier = [
         {
             "logged_at": datetime.now(UTC),

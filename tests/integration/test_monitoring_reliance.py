@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import mlflow
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -32,6 +31,7 @@ from forestops.store.database import get_engine, upgrade
 from forestops.store.monitoring import recent_reports
 from forestops.webserver import BackgroundServer
 from support.champion import log_candidate, tiny_pipeline
+from support.served_traffic import serve_frame
 from support.training_data import course_rows, seed_samples
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -88,16 +88,6 @@ def _on(champion: Champion, pg_url: str, dataset: Path, **overrides: Any) -> Set
     return settings
 
 
-def _serve(settings: Settings, frame: pd.DataFrame, chunk: int = 50) -> None:
-    records = frame[list(contract.FEATURE_NAMES)].to_dict(orient="records")
-    app = create_app(settings)
-    with BackgroundServer(app) as server, httpx.Client(base_url=server.url) as client:
-        for start in range(0, len(records), chunk):
-            response = client.post("/predict", json=records[start : start + chunk])
-            assert response.status_code == 200, response.text
-        assert app.state.prediction_logger.flush(30)
-
-
 def _gauges(settings: Settings) -> dict[str, float]:
     """The reliance gauges a scrape of a running inference service shows, by series."""
     with BackgroundServer(create_app(settings)) as server:
@@ -112,7 +102,7 @@ def test_served_data_like_training_is_relied_on_alike_stored_and_gauged(
     champion: Champion, pg_url: str, dataset_path: Path
 ) -> None:
     settings = _on(champion, pg_url, dataset_path)
-    _serve(settings, course_rows(dataset_path, 1000, skip=SERVED_FROM))
+    serve_frame(settings, course_rows(dataset_path, 1000, skip=SERVED_FROM))
 
     report = monitor(settings)
 
@@ -143,7 +133,7 @@ def test_a_high_elevation_subset_moves_what_the_champion_relies_on(
     rows = course_rows(dataset_path, 20_000, skip=SERVED_FROM)
     high = rows[rows["elevation"] > 3300]
     assert len(high) >= settings.monitor_reliance_rows
-    _serve(settings, high)
+    serve_frame(settings, high)
 
     reliance = monitor(settings).reliance
 
@@ -157,7 +147,7 @@ def test_only_the_champions_own_answers_are_explained_and_at_most_the_setting(
     champion: Champion, pg_url: str, dataset_path: Path
 ) -> None:
     settings = _on(champion, pg_url, dataset_path, monitor_reliance_rows=250)
-    _serve(settings, course_rows(dataset_path, 300, skip=SERVED_FROM))
+    serve_frame(settings, course_rows(dataset_path, 300, skip=SERVED_FROM))
     reliance = monitor(settings).reliance
     assert reliance["rows"] == 250 and reliance["note"] is None
 
@@ -174,7 +164,7 @@ def test_a_champion_without_a_logged_explanation_is_skipped_with_the_reason(
 ) -> None:
     plain = _champion(tmp_path, dataset_path, "forest-cover-unexplained", explained=False)
     settings = _on(plain, pg_url, dataset_path)
-    _serve(settings, course_rows(dataset_path, 300, skip=SERVED_FROM))
+    serve_frame(settings, course_rows(dataset_path, 300, skip=SERVED_FROM))
 
     report = monitor(settings)
 

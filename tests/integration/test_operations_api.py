@@ -14,8 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +29,8 @@ from forestops.store.database import get_engine, upgrade
 from forestops.webserver import BackgroundServer, free_port
 from support.champion import ChampionStore, broken_pipeline, log_candidate, read_rows, tiny_pipeline
 from support.forestops_up import wait_http_ok
-from support.mlflow_server import MlflowServer, mlflow_server
-from support.training_data import TINY, course_rows, seed_samples
+from support.mlflow_server import MlflowServer, operator_environment
+from support.training_data import course_rows, seed_samples
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.mariadb]
 
@@ -40,31 +38,19 @@ ADMIN_KEY = "operator-secret-for-the-operations-tests"
 SIGNING_KEY = "operations-tests-signing-key-0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as server:
-        yield server
-
-
 @pytest.fixture
 def environment(
-    home: Path, tracking: MlflowServer, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    home: Path, tracking_server: MlflowServer, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """The operations API's settings; a model and experiment name of this test's own."""
-    name = f"opsapi-{uuid.uuid4().hex[:8]}"
-    env = {
-        "MLFLOW_TRACKING_URI": tracking.url,
-        "DATABASE_URL": pg_url,
-        "MODEL_NAME": name,
-        "MLFLOW_EXPERIMENT_NAME": name,
-        "ADMIN_API_KEY": ADMIN_KEY,
-        "MODEL_SIGNING_KEY": SIGNING_KEY,
-        "INFERENCE_API_URL": "http://127.0.0.1:9",  # nothing listens: reload is best effort
-        "INFERENCE_RUNTIME": "native",
-        **{key.upper(): str(value) for key, value in TINY.items()},
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    env = operator_environment(
+        tracking_server.url,
+        "opsapi",
+        monkeypatch,
+        DATABASE_URL=pg_url,
+        ADMIN_API_KEY=ADMIN_KEY,
+        MODEL_SIGNING_KEY=SIGNING_KEY,
+    )
     upgrade(pg_url)  # the migration job of the full stack
     return env
 

@@ -30,8 +30,10 @@ from typing import Any
 import boto3
 import httpx
 import pymysql
+import pytest
 
 from forestops.webserver import free_port
+from support.training_data import TINY
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 S3_CREDENTIALS = {
@@ -167,3 +169,24 @@ def _mariadb_database() -> Iterator[str]:
     finally:
         with pymysql.connect(**MARIADB, connect_timeout=5, autocommit=True) as conn:
             conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def operator_environment(
+    tracking_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch, **extra: str
+) -> dict[str, str]:
+    """What an operator's shell holds against the shared tracking server (the tests' tiny
+    training settings, a model and experiment name of this test's own), set in the environment
+    and returned; `extra` adds or replaces variables."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    env = {
+        "MLFLOW_TRACKING_URI": tracking_url,
+        "MODEL_NAME": name,
+        "MLFLOW_EXPERIMENT_NAME": name,
+        "INFERENCE_API_URL": "http://127.0.0.1:9",  # nothing listens: reload is best effort
+        "INFERENCE_RUNTIME": "native",
+        **{key.upper(): str(value) for key, value in TINY.items()},
+        **extra,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
