@@ -61,6 +61,7 @@ class ModelHolder:
         self._first_refresh = threading.Event()
         self._thread: threading.Thread | None = None
         self._accelerator = ForestAccelerator(settings, self._update)
+        self._warmups: list[threading.Thread] = []
 
     # --- state ----------------------------------------------------------------------------------
     @property
@@ -89,6 +90,8 @@ class ModelHolder:
         self._accelerator.cancel()
         if self._thread is not None:
             self._thread.join(timeout)
+        for warmup in self._warmups:
+            warmup.join(timeout)
 
     def _run(self) -> None:
         self.refresh("startup")
@@ -153,7 +156,7 @@ class ModelHolder:
         self.problem = self.refusal = None
         self.cache.remember(candidate.path)
         log.info("%s answers with the %s runtime", describe(candidate.ref), candidate.runtime)
-        _prepare_explainer(candidate)
+        self._prepare_explainer(candidate)
 
     def _load_last_good(self) -> None:
         cached = self.cache.last_good()
@@ -169,7 +172,20 @@ class ModelHolder:
             return
         self.problem = f"serving cached {describe(ref)}; tracking server not confirmed yet"
         self._accelerator.start(self.current)
-        _prepare_explainer(self.current)
+        self._prepare_explainer(self.current)
+
+    def _prepare_explainer(self, served: ServedModel) -> None:
+        """Build the explainer's per-class boosters now, off the request path: the model serves
+        predictions meanwhile, and an `?explain=` request that comes first waits for them.
+
+        Not a daemon thread, and joined by `stop`: at interpreter exit a daemon thread still
+        inside LightGBM's C++ while its static objects are destroyed crashes the process.
+        """
+        explainer = served.explainer
+        if explainer is not None:
+            thread = threading.Thread(target=lambda: explainer.class_boosters, name="explainer")
+            self._warmups.append(thread)
+            thread.start()
 
     def _update(self, served: ServedModel, changes: dict[str, Any]) -> None:
         """Change the served model's runtime, unless another model was swapped in meanwhile."""
@@ -184,16 +200,6 @@ class ModelHolder:
             )
         else:
             log.info("%s now runs compiled (the booster's answers)", describe(served.ref))
-
-
-def _prepare_explainer(served: ServedModel) -> None:
-    """Build the explainer's per-class boosters now, off the request path: the model serves
-    predictions meanwhile, and an `?explain=` request that comes first waits for them."""
-    explainer = served.explainer
-    if explainer is not None:
-        threading.Thread(
-            target=lambda: explainer.class_boosters, name="explainer", daemon=True
-        ).start()
 
 
 def _key(ref: ServingModelRef) -> tuple[str, str | None]:
