@@ -169,8 +169,7 @@ def test_the_dags_run_on_celery_and_every_replica_serves_the_champion(
     # --- monitoring, then the training gate: skipped without new rows, forced on demand ---------
     run = airflow.trigger(MONITORING)
     assert airflow.wait(MONITORING, run, timeout_s=600) == "success", _tail(stack)
-    airflow.pause(DATA)  # no scheduled data run may bring new rows in between
-    airflow.wait_idle(DATA, timeout_s=600)
+    airflow.pause_when_idle(DATA, timeout_s=600)  # no data run may bring new rows in between
     run = airflow.trigger(TRAINING)  # learns whatever arrived since the training above
     assert airflow.wait(TRAINING, run, timeout_s=900) == "success", _tail(stack)
     run = airflow.trigger(TRAINING)

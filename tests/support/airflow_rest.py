@@ -35,17 +35,29 @@ class AirflowRest:
     def pause(self, dag_id: str) -> None:
         self.client.patch(f"/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
 
-    def wait_idle(self, dag_id: str, timeout_s: float) -> None:
-        """Until no run of the DAG is queued or running."""
+    def pause_when_idle(self, dag_id: str, timeout_s: float) -> None:
+        """Pause the DAG at a moment none of its runs is queued or running.
+
+        Not pause-then-wait: the scheduler does not schedule the tasks of a paused DAG's running
+        run, so a run caught mid-way by the pause stays running forever (seen: a data run whose
+        fetch_data had finished waited ten minutes for load_postgres). If a scheduled run slips
+        in between the last check and the pause, unpause, let it finish, and try again.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
-            runs = self.client.get(
-                f"/dags/{dag_id}/dagRuns", params={"state": ["queued", "running"]}
-            ).json()
-            if runs["total_entries"] == 0:
+            while self._active_runs(dag_id):
+                assert time.monotonic() < deadline, f"{dag_id} never went idle"
+                time.sleep(3)
+            self.pause(dag_id)
+            if not self._active_runs(dag_id):
                 return
-            assert time.monotonic() < deadline, f"{dag_id} still has runs: {runs}"
-            time.sleep(3)
+            self.unpause(dag_id)
+
+    def _active_runs(self, dag_id: str) -> int:
+        runs = self.client.get(
+            f"/dags/{dag_id}/dagRuns", params={"state": ["queued", "running"]}
+        ).json()
+        return int(runs["total_entries"])
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         answer = self.client.post(
