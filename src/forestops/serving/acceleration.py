@@ -2,9 +2,10 @@
 
 The booster answers meanwhile. The compilation runs in a child process at idle priority with fewer
 compilers than cores (`ForestCompiler(background=True)`), so the requests the booster is answering
-keep their CPU; the library lands beside the model in the cache, and it serves only once it gives
-the booster's answers: 20,000 random valid records the first time (~5 s of booster CPU for 1,200
-trees, so the verdict is kept beside the file), 200 on later loads of the same verified file.
+keep their CPU; the library lands beside the model in the cache, and it serves only once
+`compiled_forest.verified_forest` has seen it give the booster's answers: on `VERIFICATION_ROWS`
+records the first time (~5 s of booster CPU for 1,200 trees, so the verdict is kept beside the
+file), on `SAMPLE_ROWS` at later loads of the same verified file.
 """
 
 from __future__ import annotations
@@ -15,19 +16,17 @@ from typing import Any
 
 from forestops.config import Settings
 from forestops.serving.compiled_forest import (
-    TOLERANCE,
+    SAMPLE_ROWS,
+    VERIFICATION_ROWS,
     CompileCancelled,
     ForestCompiler,
+    ForestMismatch,
     library_name,
-    load_forest,
-    max_difference,
+    verified_forest,
 )
 from forestops.serving.model_cache import write_json
 from forestops.serving.predictor import lightgbm_booster
 from forestops.serving.served_model import ServedModel, short
-
-_VERIFICATION_ROWS = 20_000
-_SANITY_ROWS = 200
 
 
 class ForestAccelerator:
@@ -59,29 +58,24 @@ class ForestAccelerator:
         model_text = booster.model_to_string()
         path = served.path / library_name(model_text)
         verified = path.with_suffix(".json")  # the verdict on this very file, once it exists
-        rows = _SANITY_ROWS if verified.is_file() and path.is_file() else _VERIFICATION_ROWS
+        rows = SAMPLE_ROWS if verified.is_file() and path.is_file() else VERIFICATION_ROWS
         try:
             if not path.is_file():
                 verified.unlink(missing_ok=True)
                 self._compiler.compile(model_text, path)
-            try:
-                predict = load_forest(path, served.model.encoder.encode_arrays)
-            except Exception:
-                path.unlink(missing_ok=True)  # unreadable: the next load compiles again
-                raise
-            difference = max_difference(served.predict, predict, rows)
+            predict, difference = verified_forest(
+                path, served.model.encoder.encode_arrays, served.predict, rows
+            )
         except CompileCancelled:
             return
+        except ForestMismatch as error:
+            self._update(served, {"runtime_note": f"the compiled forest's {error}"})
+            return
         except Exception as error:
+            # Unreadable, or not answering probabilities: the next load compiles it again.
+            path.unlink(missing_ok=True)
             self._update(served, {"runtime_note": f"compiled forest failed: {short(error)}"})
             return
-        if difference > TOLERANCE:
-            note = (
-                f"the compiled forest's probabilities differ from the booster's by up to "
-                f"{difference:.3g} on {rows} verification records (tolerance {TOLERANCE:g})"
-            )
-            self._update(served, {"runtime_note": note})
-            return
-        if rows == _VERIFICATION_ROWS:
+        if rows == VERIFICATION_ROWS:
             write_json(verified, {"max_difference": difference, "rows": rows})
         self._update(served, {"predict": predict, "runtime": "compiled", "runtime_note": None})

@@ -13,8 +13,11 @@ the generator's version, so a restart reuses it and a new generator never loads 
 On stop or timeout the child's whole process group (with the compilers) is killed.
 
 Why checked although exact by construction: the library is a file on disk and the compiler a
-program on PATH. The holder serves it only after it gives the booster's probabilities within
-`TOLERANCE` on 20,000 random valid records (200 on later loads of the same verified file).
+program on PATH. Nothing serves it before `verified_forest` has seen it give the booster's
+probabilities within `TOLERANCE`: on `VERIFICATION_ROWS` random valid records the first time (in
+training for a shipped library, in the holder for one compiled here), on `SAMPLE_ROWS` at later
+loads of a file already verified (a signed shipped library, a cached one with its verdict). One
+rule for both places, so training never ships what a replica would refuse.
 
 Loaded libraries are never unloaded: requests in flight may still be inside one when a new model
 swaps in, and a few MB of code per model ever served is the price.
@@ -52,10 +55,16 @@ TOLERANCE = 1e-9  # largest probability difference from the booster that still c
 _OPTIMIZE = "-O1"  # measured: -O0 2.2x slower code, -O2 compiles far longer for little more
 _UNIT_TEXT = 8_000_000  # most model-text characters per translation unit (~12 MB of C)
 _BACKGROUND = "--background"
+VERIFICATION_ROWS = 20_000  # a library's first check (~5 s of one-thread booster CPU, 1,200 trees)
+SAMPLE_ROWS = 200  # a later load of a library that passed the first check
 
 
 class CompileCancelled(Exception):
     """The holder stopped while a compilation ran; the child was killed."""
+
+
+class ForestMismatch(ValueError):
+    """The library loads and answers probabilities, but not the booster's."""
 
 
 def library_name(model_text: str) -> str:
@@ -162,6 +171,22 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=1, keepdims=True)
     return scores
+
+
+def verified_forest(
+    library: Path, encode: Predict, reference: Predict, rows: int
+) -> tuple[Predict, float]:
+    """The predictor over `library` and its largest probability difference from `reference` (the
+    booster) over `rows` random valid records. ForestMismatch when that exceeds `TOLERANCE`;
+    OSError or ValueError when the library does not load or does not answer probabilities."""
+    predict = load_forest(library, encode)
+    difference = max_difference(reference, predict, rows)
+    if difference > TOLERANCE:
+        raise ForestMismatch(
+            f"probabilities differ from the booster's by up to {difference:.3g} "
+            f"on {rows} records (tolerance {TOLERANCE:g})"
+        )
+    return predict, difference
 
 
 def max_difference(reference: Predict, candidate: Predict, rows: int, seed: int = 0) -> float:

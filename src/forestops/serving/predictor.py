@@ -37,13 +37,15 @@ def lightgbm_booster(model: ForestCoverModel) -> Booster | None:
     return estimator.booster_ if isinstance(estimator, LGBMClassifier) and complete else None
 
 
-def make_predictor(model: ForestCoverModel) -> tuple[Predict, Runtime]:
+def make_predictor(model: ForestCoverModel, threads: int = 1) -> tuple[Predict, Runtime]:
+    """`threads`: the booster's per call; one for the service, the job's own for training's
+    check of the compiled forest (`shipped_forest.ship`), which has the machine to itself."""
     booster = lightgbm_booster(model)
     if booster is None:
         return model.predict_proba_arrays, "pyfunc"
     encode = model.encoder.encode_arrays
 
     def predict(numeric: np.ndarray, area: np.ndarray, soil: np.ndarray) -> np.ndarray:
-        return np.asarray(booster.predict(encode(numeric, area, soil), num_threads=1))
+        return np.asarray(booster.predict(encode(numeric, area, soil), num_threads=threads))
 
     return predict, "lightgbm"
