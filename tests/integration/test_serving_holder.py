@@ -244,3 +244,19 @@ def test_cache_keeps_only_the_served_and_previous_models(
         assert holder.refresh("api").reloaded
     cached = {p.name for p in (settings.models_dir / "cache").iterdir() if p.is_dir()}
     assert cached == {store.run_b, third}
+
+
+def test_a_swap_keeps_only_the_explainer_warmups_still_running(
+    store: ChampionStore, tmp_path: Path
+) -> None:
+    # Every swap starts a warm-up thread; a replica that lives long swaps many times, and the
+    # finished threads of earlier swaps must not pile up in the holder.
+    holder = ModelHolder(_settings(store, tmp_path, "warmed"))
+    try:
+        for run_id in (store.run_a, store.run_b, store.run_a):
+            store.register(run_id, "warmed")
+            assert holder.refresh("api").reloaded
+            assert len(holder._warmups) == 1  # this swap's: the earlier ones had finished
+            holder._warmups[0].join()
+    finally:
+        holder.stop()

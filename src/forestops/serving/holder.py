@@ -179,12 +179,13 @@ class ModelHolder:
         predictions meanwhile, and an `?explain=` request that comes first waits for them.
 
         Not a daemon thread, and joined by `stop`: at interpreter exit a daemon thread still
-        inside LightGBM's C++ while its static objects are destroyed crashes the process.
+        inside LightGBM's C++ while its static objects are destroyed crashes the process. Only
+        the warm-ups still running are kept: a replica swaps models for as long as it lives.
         """
         explainer = served.explainer
         if explainer is not None:
             thread = threading.Thread(target=lambda: explainer.class_boosters, name="explainer")
-            self._warmups.append(thread)
+            self._warmups = [*(warmup for warmup in self._warmups if warmup.is_alive()), thread]
             thread.start()
 
     def _update(self, served: ServedModel, changes: dict[str, Any]) -> None:
