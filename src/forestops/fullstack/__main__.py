@@ -20,7 +20,7 @@ from typing import Any
 from forestops.fullstack import local
 from forestops.fullstack.backing import provision
 from forestops.fullstack.compose import generated_env, interpolate, load_compose, read_env_file
-from forestops.fullstack.plan import Plan, build
+from forestops.fullstack.plan import Plan, UnknownImage, build
 from forestops.fullstack.runner import (
     Runner,
     StackFailed,
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 runner.supervise()
             finally:
                 runner.stop()
-    except StackFailed as failure:
+    except (StackFailed, UnknownImage) as failure:
         logging.getLogger("forestops.fullstack").error("%s", failure)
         return 1
     finally:

@@ -19,7 +19,8 @@ from forestops.fullstack.compose import ROOT
 
 APP_BIN = Path(sys.executable).parent  # .venv/bin: the app image's /opt/venv/bin
 AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"  # the Airflow image's /opt/venv/bin
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # the `lb` service's image (Debian's nginx)
+NGINX_IMAGE = "nginxinc/nginx-unprivileged"  # the `lb` service's image, without the tag ...
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # ... run as Debian's nginx
 
 # Our images' entry points, by image name (`image:` of the service, without the tag).
 IMAGE_BIN = {"forestops/app": APP_BIN, "forestops/airflow": AIRFLOW_BIN}

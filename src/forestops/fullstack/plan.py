@@ -27,6 +27,11 @@ _HOST_PORT = re.compile(r"\b(?P<host>[a-z][\w-]*):(?P<port>\d{2,5})\b")
 _HEALTH_URL = re.compile(r"https?://(?:localhost|127\.0\.0\.1):(?P<port>\d+)(?P<path>/[^\s'\"]*)")
 
 
+class UnknownImage(ValueError):
+    """A compose service whose image no local program stands in for: guessing one (this used to
+    run nginx for any such image) would start the wrong program and fail far from the cause."""
+
+
 @dataclass
 class Process:
     name: str  # the compose service, with `-N` for replicas of a scaled one
@@ -164,9 +169,15 @@ def _process(
                 key: str(ports.get(port) or free_port())
                 for key, port in local.AIRFLOW_INTERNAL_PORTS.items()
             }
-    else:  # the load balancer: nginx with the compose file's template (see runner)
+    elif image == local.NGINX_IMAGE:  # the load balancer, with the file's template (see runner)
         argv = [local.NGINX, "-p", str(home), "-c", str(home / "nginx.conf")]
         cwd = home
+    else:
+        raise UnknownImage(
+            f"compose service {name!r} runs image {image!r}, for which make fullstack has no "
+            "local program: map it in forestops.fullstack.local (IMAGE_BIN, NGINX_IMAGE) or list "
+            "the service among those replaced or not run there"
+        )
     process = Process(label, name, argv, env, one_shot, depends, ports=ports, cwd=cwd)
     _health(process, service)
     return process
