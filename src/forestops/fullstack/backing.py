@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlsplit
 
 import psycopg
@@ -62,9 +63,9 @@ def provision(compose_env: dict[str, str], services: set[str]) -> Iterator[Backi
     backends = local.Backends()
     with ExitStack() as stack:
         for service in sorted(services & local.POSTGRES_SERVICES):
-            stack.enter_context(_postgres(backing, backends, service))
+            stack.enter_context(_database(backing, service, partial(_postgres, backends)))
         for service in sorted(services & local.MARIADB_SERVICES):
-            stack.enter_context(_mariadb(backing, backends, service))
+            stack.enter_context(_database(backing, service, partial(_mariadb, backends)))
         for service in sorted(services & local.REDIS_SERVICES):
             number = stack.enter_context(_redis_database(backends.redis_url, backing.run_id))
             backing._rewriters[service] = _constant(f"{backends.redis_url.rstrip('/')}/{number}")
@@ -122,9 +123,29 @@ def _database_name(backing: Backing, service: str) -> str:
     return f"fullstack_{backing.run_id}_{service.replace('-', '_')}"
 
 
+@dataclass(frozen=True)
+class _Database:
+    """A database made for the run on a loopback server: its SQLAlchemy URL, how a compose URL
+    naming its service becomes a URL to it, and how it is dropped again."""
+
+    url: str
+    rewrite: Callable[[re.Match[str]], str]
+    drop: Callable[[], None]
+
+
 @contextmanager
-def _postgres(backing: Backing, backends: local.Backends, service: str) -> Iterator[None]:
-    name = _database_name(backing, service)
+def _database(backing: Backing, service: str, create: Callable[[str], _Database]) -> Iterator[None]:
+    """`service`'s database for the run, made by `create(name)`, in use until the run ends."""
+    database = create(_database_name(backing, service))
+    backing._rewriters[service] = database.rewrite
+    backing.databases[service] = database.url
+    try:
+        yield
+    finally:
+        database.drop()
+
+
+def _postgres(backends: local.Backends, name: str) -> _Database:
     admin = backends.postgres_admin
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -139,20 +160,16 @@ def _postgres(backing: Backing, backends: local.Backends, service: str) -> Itera
             return f"{match['scheme']}://{login}:{password}@{address}/{name}"
         return f"{match['scheme']}://{server}/{name}"
 
-    backing._rewriters[service] = rewrite
-    backing.databases[service] = f"postgresql+psycopg://{server}/{name}"
-    try:
-        yield
-    finally:
+    def drop() -> None:
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            conn.execute(drop.format(sql.Identifier(name)))
+            statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(statement.format(sql.Identifier(name)))
             drop_throwaway_roles(conn, name)  # the database's groups and logins outlive it
 
+    return _Database(f"postgresql+psycopg://{server}/{name}", rewrite, drop)
 
-@contextmanager
-def _mariadb(backing: Backing, backends: local.Backends, service: str) -> Iterator[None]:
-    name = _database_name(backing, service)
+
+def _mariadb(backends: local.Backends, name: str) -> _Database:
     server = f"root@{backends.mariadb_host}:{backends.mariadb_port}"
     # a MySQL database is a schema: SQLAlchemy's DDL quotes the name for the dialect
     engine = create_engine(f"mysql+pymysql://{server}", isolation_level="AUTOCOMMIT")
@@ -162,14 +179,12 @@ def _mariadb(backing: Backing, backends: local.Backends, service: str) -> Iterat
     def rewrite(match: re.Match[str]) -> str:
         return f"{match['scheme']}://{server}/{name}"
 
-    backing._rewriters[service] = rewrite
-    backing.databases[service] = f"mysql+pymysql://{server}/{name}"
-    try:
-        yield
-    finally:
+    def drop() -> None:
         with engine.connect() as conn:
             conn.execute(DropSchema(name, if_exists=True))
         engine.dispose()
+
+    return _Database(f"mysql+pymysql://{server}/{name}", rewrite, drop)
 
 
 @contextmanager
