@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from forestops.serving.compiled_forest import build_library, load_forest
-from forestops.serving.forest_codegen import UnsupportedModel, forest_source, parse_model
+from forestops.serving.forest_codegen import (
+    Forest,
+    UnsupportedModel,
+    forest_source,
+    parse_model,
+    ranked_thresholds,
+)
 
 CLASSES = 7
 FEATURES = 4
@@ -131,3 +137,26 @@ def test_models_it_cannot_reproduce_are_refused() -> None:
     ).model_to_string()
     with pytest.raises(UnsupportedModel, match="not multiclass"):
         parse_model(binary)
+
+
+def test_splits_without_missing_values_test_ranks_not_double_constants(model_text: str) -> None:
+    """A split of missing type None compares the row's rank against an integer (no threshold
+    constant in the tree's code); the thresholds live once, sorted, in the rank tables."""
+    text = with_decision_type(model_text, 0)
+    source = forest_source(text, units=1)
+    assert "r[" in source.units[0] and "<= 0x" not in source.units[0]
+    tables = ranked_thresholds(parse_model(text))
+    assert all(values == sorted(set(values)) for values in tables)
+    assert sum(map(len, tables)) > 0
+
+
+def test_a_feature_with_more_thresholds_than_ranks_hold_is_refused() -> None:
+    count = 65_536
+    tree = {
+        "num_leaves": str(count + 1),
+        "split_feature": " ".join(["0"] * count),
+        "threshold": " ".join(str(float(i)) for i in range(count)),
+        "decision_type": " ".join(["2"] * count),
+    }
+    with pytest.raises(UnsupportedModel, match="distinct thresholds"):
+        ranked_thresholds(Forest(CLASSES, 1, [tree]))
