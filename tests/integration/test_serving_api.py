@@ -21,7 +21,7 @@ from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.package import PROBABILITY_COLUMNS
 from forestops.serving.app import create_app
-from forestops.serving.dependencies import set_state
+from forestops.serving.dependencies import service_state, set_state
 from forestops.serving.holder import ModelHolder
 from forestops.serving.metrics import ServiceMetrics
 from forestops.serving.routes.predict import predict_router
@@ -448,3 +448,48 @@ def test_predict_router_alone_answers_503_until_a_model_is_held(
     response = client.post("/predict", json=rows[0])
     assert response.status_code == 503
     assert response.json()["detail"].startswith("no model loaded: no model loaded yet")
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_fast_path_answers_byte_for_byte_as_the_route(
+    client: TestClient, rows: list[dict[str, Any]], count: int
+) -> None:
+    """A plain small `/predict` is answered in front of the router (`serving.fast_predict`);
+    `?explain=false` always goes through the route: both must give the same bytes."""
+    body = rows[0] if count == 1 else rows[:count]
+    headers = {"X-Request-ID": "same-request"}
+    fast = client.post("/predict", json=body, headers=headers)
+    routed = client.post("/predict?explain=false", json=body, headers=headers)
+    assert fast.status_code == routed.status_code == 200
+    assert fast.content == routed.content
+    assert fast.headers["content-type"] == routed.headers["content-type"] == "application/json"
+    assert fast.headers["content-length"] == routed.headers["content-length"]
+
+
+def test_fast_path_answers_without_the_routes_dependencies(
+    store: ChampionStore, holder: ModelHolder, rows: list[dict[str, Any]]
+) -> None:
+    """With the route's own dependency broken, a plain small request is still answered (the fast
+    path took it), and what the fast path leaves to the route (a query, a bad record, a batch
+    over its size) reaches the broken route."""
+    app = create_app(store.settings, holder)
+
+    def broken() -> None:
+        raise RuntimeError("the route was called")
+
+    app.dependency_overrides[service_state] = broken
+    with TestClient(app, raise_server_exceptions=False) as broken_client:
+        assert broken_client.post("/predict", json=rows[0]).status_code == 200
+        assert broken_client.post("/predict?explain=false", json=rows[0]).status_code == 500
+        invalid = {**rows[0], "elevation": "high"}
+        assert broken_client.post("/predict", json=invalid).status_code == 500
+        assert broken_client.post("/predict", json=rows[:40]).status_code == 500
+
+
+def test_fast_path_replays_the_body_for_the_routes_422(
+    client: TestClient, rows: list[dict[str, Any]]
+) -> None:
+    invalid = [rows[0], {**rows[1], "slope": 91}]
+    response = client.post("/predict", json=invalid)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", 1, "slope"]

@@ -2,7 +2,7 @@
 
 `create_app` only wires: it builds the service's parts (model holder, metrics, prediction log),
 puts them on `app.state` (`serving.dependencies`), starts and stops them in the lifespan, adds
-the metrics middleware and mounts the routers of `serving.routes`, each with its guard: `/health`
+the metrics middleware and the single-record fast path (`serving.fast_predict`) and mounts the routers of `serving.routes`, each with its guard: `/health`
 and `/metrics` open, `/metadata` and `/predict*` behind a client key, `/reload` behind the admin
 key (`serving.auth`). What each endpoint answers is documented in its route module.
 
@@ -15,15 +15,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import anyio
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 
 from forestops import __version__
 from forestops.config import Settings, get_settings
 from forestops.redact import install_log_redaction
-from forestops.serving.auth import make_guards
-from forestops.serving.dependencies import set_state
+from forestops.serving.auth import client_admission, make_guards
+from forestops.serving.dependencies import ServiceState, set_state
+from forestops.serving.fast_predict import FastPredictMiddleware
 from forestops.serving.holder import ModelHolder
 from forestops.serving.metrics import MetricsMiddleware, ServiceMetrics
 from forestops.serving.monitoring_gauges import MonitoringCollector
@@ -86,12 +89,25 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         max_body_size=settings.max_body_bytes,
     )
     set_state(app, settings, model_holder, metrics, prediction_logger)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
     require_client, require_admin = make_guards(settings)
     client = [Depends(require_client)]
     app.include_router(health.router)
     app.include_router(metadata.router, dependencies=client)
-    app.include_router(predict.predict_router(settings.max_batch_rows), dependencies=client)
+    predict_routes = predict.predict_router(settings.max_batch_rows)
+    app.include_router(predict_routes, dependencies=client)
     app.include_router(reload.router, dependencies=[Depends(require_admin)])
     app.include_router(prometheus.router)
+    predict_route = next(
+        route
+        for route in predict_routes.routes
+        if isinstance(route, APIRoute) and route.path == "/predict"
+    )
+    # Added first, so it runs inside the metrics middleware (the last added is the outermost).
+    app.add_middleware(
+        FastPredictMiddleware,
+        service=cast(ServiceState, app.state),
+        route=predict_route,
+        admits=client_admission(settings),
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -2,11 +2,13 @@
 
 `record()` runs on the request path: it only appends the request's arrays (already computed for
 the model) to a bounded in-memory buffer, no I/O, no per-record Python objects. A writer thread
-turns the buffer into rows and writes them in batches (PostgreSQL: one COPY per batch; SQLite:
-one sqlite3 `executemany` of an INSERT that SQLAlchemy compiles once). While the database is down the batch stays in hand and is retried with a capped backoff; the buffer is the
-backlog, `forestops_prediction_log_backlog` says how big it is, and once it holds
-`PREDICTION_LOG_CAPACITY` records new ones are dropped and counted
-(`forestops_prediction_log_dropped_total`): a prediction never fails because of the log.
+turns the buffer into rows and writes them in batches, once a second or as soon as
+`_BATCH_RECORDS` are waiting (PostgreSQL: one COPY per batch; SQLite: one sqlite3 `executemany`
+of an INSERT that SQLAlchemy compiles once). While the database is down the batch stays in hand
+and is retried with a capped backoff; the buffer is the backlog,
+`forestops_prediction_log_backlog` says how big it is, and once it holds `PREDICTION_LOG_CAPACITY`
+records new ones are dropped and counted (`forestops_prediction_log_dropped_total`): a prediction
+never fails because of the log.
 `stop()` flushes what is buffered (bounded by a timeout; what cannot be written is counted as
 dropped).
 """
@@ -29,6 +31,10 @@ from forestops.store.schema import prediction_log
 log = logging.getLogger(__name__)
 
 _BATCH_RECORDS = 2000
+# The writer waits this long for a batch to fill (woken early by a full batch, flush or stop):
+# writing whatever had arrived as soon as the last write ended meant one commit per request or
+# two under a steady stream of single records, writer CPU that competed with them for the GIL.
+_LINGER_S = 1.0
 _RETRY_MIN_S = 0.5
 _RETRY_MAX_S = 15.0
 _COLUMNS = (
@@ -172,8 +178,8 @@ class PredictionLogger:
         while True:
             with self._lock:
                 if not batch:
-                    if not self._chunks and not self._stopping:
-                        self._wake.wait(1.0)
+                    if self._buffered < _BATCH_RECORDS and not self._stopping:
+                        self._wake.wait(_LINGER_S)
                     if not self._chunks and self._stopping:
                         return
                     batch = self._take()

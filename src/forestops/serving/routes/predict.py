@@ -10,7 +10,7 @@ event loop (a thread hop costs more than the model); batches go to the thread po
 nor leaves a core idle.
 
 A bad body gets 415, 422 or 413 (see `json_body`; the body size limit is the app's); 503 while
-no model is loaded. Bodies over `_INLINE_MAX_BYTES` are parsed and judged in a worker thread so
+no model is loaded. Bodies over `INLINE_MAX_BYTES` are parsed and judged in a worker thread so
 `/health` keeps answering, and `/predict/csv` reads its upload only after the key check (the
 guard runs first; a `File()` parameter would be read before it).
 
@@ -37,7 +37,7 @@ from starlette.datastructures import UploadFile
 from forestops import contract
 from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
 from forestops.serving.decode import Arrays
-from forestops.serving.dependencies import ServiceDep, served_model
+from forestops.serving.dependencies import ServiceDep, ServiceState, served_model
 from forestops.serving.errors import capped
 from forestops.serving.explanations import (
     CSV_COLUMNS,
@@ -53,8 +53,8 @@ from forestops.serving.routes.responses import VALIDATION_ERROR, error_responses
 from forestops.serving.schemas import ForestRecord, PredictResponse
 from forestops.serving.served_model import ServedModel
 
-_INLINE_MAX_ROWS = 32  # above this, the model runs in the thread pool
-_INLINE_MAX_BYTES = 4096  # above this, the body is parsed and judged in the thread pool
+INLINE_MAX_ROWS = 32  # above this, the model runs in the thread pool
+INLINE_MAX_BYTES = 4096  # above this, the body is parsed and judged in the thread pool
 _MIN_SLICE_ROWS = 256  # smaller slices cost more in thread hand-offs than they save
 _CSV_BODY = {  # read by hand, after the key check (a File() parameter is read before it)
     "requestBody": {
@@ -123,7 +123,7 @@ async def predict(
     served = served_model(service.holder)
     require_json(request.headers.get("content-type"))
     body = await request.body()
-    if len(body) <= _INLINE_MAX_BYTES:
+    if len(body) <= INLINE_MAX_BYTES:
         arrays = decode_body(body, settings.max_batch_rows)
     else:
         arrays = await anyio.to_thread.run_sync(decode_body, body, settings.max_batch_rows)
@@ -132,33 +132,46 @@ async def predict(
     if explaining:  # refused before any work is done
         explain_with = explainer(served, explain, rows, settings.max_explain_rows)
     probabilities = await _predict(served, arrays, settings.inference_threads)
-    labels = probabilities.argmax(axis=1)
-    service.metrics.count_predictions(labels)
-    _log_records(
-        service.prediction_logger,
-        request.headers.get("x-request-id"),
-        served,
-        arrays,
-        probabilities,
-        started,
-    )
-    names = contract.CLASS_NAMES
-    predictions = [
-        {"cover_type": label, "cover_type_name": names[label], "probabilities": probs}
-        for label, probs in zip(labels.tolist(), probabilities.tolist(), strict=True)
-    ]
+    request_id = request.headers.get("x-request-id")
+    labels, predictions = answered(service, served, arrays, probabilities, request_id, started)
     if explaining:
         every = explain == "all"
         explanation = await anyio.to_thread.run_sync(
             partial(explain_with.explain, *arrays, only=None if every else labels)
         )
         explained(predictions, explanation, labels, every=every)
+    return Response(answer_body(served, predictions), media_type="application/json")
+
+
+def answered(
+    service: ServiceState,
+    served: ServedModel,
+    arrays: Arrays,
+    probabilities: np.ndarray,
+    request_id: str | None,
+    started: float,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """(labels, the answer's predictions) for a scored request, counted and logged: what this
+    route and `serving.fast_predict` both do once the model has answered."""
+    labels = probabilities.argmax(axis=1)
+    service.metrics.count_predictions(labels)
+    _log_records(service.prediction_logger, request_id, served, arrays, probabilities, started)
+    names = contract.CLASS_NAMES
+    predictions = [
+        {"cover_type": label, "cover_type_name": names[label], "probabilities": probs}
+        for label, probs in zip(labels.tolist(), probabilities.tolist(), strict=True)
+    ]
+    return labels, predictions
+
+
+def answer_body(served: ServedModel, predictions: list[dict[str, Any]]) -> bytes:
+    """The JSON answer of `/predict` (`PredictResponse`)."""
     payload = {
         "model_name": served.model_name,
         "model_version": served.ref.version,
         "predictions": predictions,
     }
-    return Response(orjson.dumps(payload), media_type="application/json")
+    return orjson.dumps(payload)
 
 
 async def predict_csv(
@@ -242,7 +255,7 @@ async def _predict(served: ServedModel, arrays: Arrays, threads: int) -> np.ndar
     """Small requests inline; batches split into up to `threads` slices predicted in parallel
     (model calls release the GIL), so one big request uses every core."""
     rows = len(arrays[0])
-    if rows <= _INLINE_MAX_ROWS:
+    if rows <= INLINE_MAX_ROWS:
         return served.predict(*arrays)
     parts = max(1, min(threads, rows // _MIN_SLICE_ROWS))
     bounds = np.linspace(0, rows, parts + 1, dtype=np.int64)
