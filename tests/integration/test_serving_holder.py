@@ -7,8 +7,10 @@ alias moves never leak between tests.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -260,3 +262,27 @@ def test_a_swap_keeps_only_the_explainer_warmups_still_running(
             holder._warmups[0].join()
     finally:
         holder.stop()
+
+
+def test_a_swap_freezes_the_heap_and_the_next_one_frees_the_replaced_model(
+    store: ChampionStore, tmp_path: Path
+) -> None:
+    # After a swap the long-lived objects are frozen, so full collections stay short; the next
+    # swap unfreezes and collects first, so the replaced model does not stay in memory.
+    holder = ModelHolder(_settings(store, tmp_path, "settled"))
+    try:
+        gc.unfreeze()
+        store.register(store.run_a, "settled")
+        assert holder.refresh("api").reloaded
+        assert gc.get_freeze_count() > 0
+        replaced = weakref.ref(holder.current.model)
+        store.register(store.run_b, "settled")
+        assert holder.refresh("api").reloaded
+        for warmup in holder._warmups:
+            warmup.join()
+        gc.collect()
+        assert replaced() is None
+        assert gc.get_freeze_count() > 0
+    finally:
+        holder.stop()
+        gc.unfreeze()

@@ -8,7 +8,8 @@ answering; a refused candidate is remembered so polling does not download it aga
 `refusal` says why (/metadata, the log). The tracking server is only ever contacted from `refresh`
 (start-up, the poll thread, /reload), never from the request path. A LightGBM model that arrived
 without a shipped forest for this platform is compiled here in the background (`acceleration`)
-and its faster runtime swapped in the same way.
+and its faster runtime swapped in the same way. After a swap the heap is settled (`heap`), so
+the garbage collector's full passes stay short.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from forestops.config import Settings
 from forestops.modeling.integrity import signing_key
 from forestops.modeling.tracking import ServingModelRef, resolve_serving_model
+from forestops.serving import heap
 from forestops.serving.acceleration import ForestAccelerator
 from forestops.serving.model_cache import ModelCache
 from forestops.serving.model_loader import open_model
@@ -157,6 +159,7 @@ class ModelHolder:
         self.cache.remember(candidate.path)
         log.info("%s answers with the %s runtime", describe(candidate.ref), candidate.runtime)
         self._prepare_explainer(candidate)
+        heap.settle()
 
     def _load_last_good(self) -> None:
         cached = self.cache.last_good()
@@ -173,6 +176,7 @@ class ModelHolder:
         self.problem = f"serving cached {describe(ref)}; tracking server not confirmed yet"
         self._accelerator.start(self.current)
         self._prepare_explainer(self.current)
+        heap.settle()
 
     def _prepare_explainer(self, served: ServedModel) -> None:
         """Build the explainer's per-class boosters now, off the request path: the model serves
