@@ -43,6 +43,7 @@ from forestops.webserver import free_port
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = ROOT.parent / "shared/data/covertype.csv.gz"
 JSON = {"Content-Type": "application/json"}
+WINDOW_CASES = ("shipped library", "compiled here")
 
 
 def fit_champion(settings: Settings, dataset: Path, rows: int) -> dict[str, Any]:
@@ -238,6 +239,12 @@ def main() -> None:
         help="also measure a new replica's first WINDOW seconds, with and without the compiled "
         "forest training shipped (issue 16); 0: skip",
     )
+    parser.add_argument(
+        "--window-cases",
+        default=",".join(WINDOW_CASES),
+        help="which replicas --window starts (comma-separated); a full-data champion compiled "
+        "here at idle priority takes many minutes before its steady state",
+    )
     args = parser.parse_args()
 
     home = args.home or Path(tempfile.mkdtemp(prefix="serve-bench-"))
@@ -276,7 +283,9 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         windows = (
-            promotion_windows(bin_dir, env, settings, model, records, args.window, processes)
+            promotion_windows(
+                bin_dir, env, settings, model, records, args.window, processes, args.window_cases
+            )
             if args.window and "run_id" in model
             else {}
         )
@@ -382,6 +391,7 @@ def promotion_windows(
     records: list[dict[str, Any]],
     seconds: float,
     processes: list[subprocess.Popen[bytes]],
+    cases: str,
 ) -> dict[str, dict[str, float]]:
     """A new replica's first `seconds` after the champion appeared, served (a) with the library
     training shipped and (b) with none (the tag removed, so it compiles at idle priority), then
@@ -404,7 +414,7 @@ def promotion_windows(
     }
     out: dict[str, dict[str, float]] = {}
     try:
-        for case in ("shipped library", "compiled here"):
+        for case in (case for case in WINDOW_CASES if case in cases.split(",")):
             if case == "compiled here" and signature:
                 client.delete_tag(model["run_id"], tag)
             replica_home = tempfile.mkdtemp(prefix="serve-window-")  # an empty model cache
