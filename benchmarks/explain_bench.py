@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from serve_bench import (
     DEFAULT_DATASET,
+    champion_of,
     encode_ours,
     fit_champion,
     latencies,
@@ -69,9 +70,14 @@ def main() -> None:
     parser.add_argument("--max-rounds", type=int, default=1000)
     parser.add_argument("--leaves", type=int, default=255)
     parser.add_argument("--requests", type=int, default=500, help="per mode")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="the champion of this FORESTOPS_HOME instead (e.g. forestops run's)",
+    )
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="explain-bench-"))
+    home = args.home or Path(tempfile.mkdtemp(prefix="explain-bench-"))
     settings = Settings(
         forestops_home=home,
         model_poll_interval_s=0,
@@ -79,7 +85,7 @@ def main() -> None:
         lightgbm_num_leaves=args.leaves,
         inference_runtime="native",  # no compiler child in this process
     )
-    model = fit_champion(settings, args.dataset, args.rows)
+    model = champion_of(settings) if args.home else fit_champion(settings, args.dataset, args.rows)
     print(f"champion: {model}", file=sys.stderr)
     upgrade(settings.database_url)
 
