@@ -11,9 +11,10 @@ from forestops.fullstack.backing import URL, provision
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mariadb]
 
+COMPOSE_PW = "from-deploy-env"  # the compose URLs' own; the loopback servers need none
 COMPOSE_URLS = {
-    "app-db": "postgresql+psycopg://forestops:compose-password@app-db:5432/forestops",
-    "mlflow-db": "mysql+pymysql://mlflow:compose-password@mlflow-db:3306/mlflow",
+    "app-db": f"postgresql+psycopg://forestops:{COMPOSE_PW}@app-db:5432/forestops",
+    "mlflow-db": f"mysql+pymysql://mlflow:{COMPOSE_PW}@mlflow-db:3306/mlflow",
 }
 
 
