@@ -24,6 +24,7 @@ from support.forestops_up import FORESTOPS, wait_http_ok
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "benchmarks" / "locustfile.py"
 LOCUST = str(Path(sys.executable).with_name("locust"))
+USERS = 5
 
 
 def served_predict_requests(base: str) -> float:
@@ -70,7 +71,17 @@ def test_locustfile_runs_headless_with_workers_and_every_request_succeeds(
         locust = subprocess.run(
             [
                 *(LOCUST, "-f", str(LOCUSTFILE), "--host", base, "--headless"),
-                *("-u", "5", "-r", "5", "-t", "5s", "--processes", "2", "--only-summary"),
+                *(
+                    "-u",
+                    str(USERS),
+                    "-r",
+                    str(USERS),
+                    "-t",
+                    "5s",
+                    "--processes",
+                    "2",
+                    "--only-summary",
+                ),
                 *("--csv", str(tmp_path / "run"), "--exit-code-on-error", "1"),
             ],
             env={
@@ -96,4 +107,7 @@ def test_locustfile_runs_headless_with_workers_and_every_request_succeeds(
     assert made["/predict (100-1,000 records)"] > 0, made
     assert made["/reload"] > 0, made
     assert rows["Aggregated"]["Failure Count"] == "0", locust.stderr[-3000:]
-    assert served == made["/predict (1 record)"] + made["/predict (100-1,000 records)"]
+    # When the run time is up Locust kills its users with their requests in flight: the service
+    # answers (and counts) those, Locust records none of them. One request per user at most.
+    sent = made["/predict (1 record)"] + made["/predict (100-1,000 records)"]
+    assert sent <= served <= sent + USERS, (served, made)
