@@ -11,7 +11,7 @@ one). Variants are compared with another held-out slice (`--held-out-slice 8`), 
 the pool is every other row. `--validate` scores on a tenth of that pool instead (content hash
 // 4 modulo 10 is 0) and fits on the rest: what variants are compared on, so the 25% stays unread.
 
-Each pool goes through what `forestops train` does: the stratified TRAIN_EVAL_FRACTION split, the
+Each pool goes through what `forestops train` does: the content-hash TRAIN_EVAL_FRACTION split, the
 candidates fitted on the rest, the champion chosen on that evaluation split, then the champion
 fitted again with the evaluation rows where the candidate does so (`Candidate.refit_with`); every
 fitted candidate is scored on the held-out rows, the champion as it is served. Logistic regression
@@ -36,7 +36,7 @@ import pandas as pd
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.candidates import build_candidates, stratified_split
+from forestops.modeling.candidates import build_candidates, evaluation_split
 from forestops.source.dataset import read_dataset
 from forestops.store.loader import content_hashes
 
@@ -97,8 +97,8 @@ def _score_pool(
     held_y = held_out[contract.LABEL].to_numpy()
     labels = pool[contract.LABEL].to_numpy()
     features = pool.drop(columns=[contract.LABEL])
-    fit_rows, eval_rows = stratified_split(
-        labels, round(len(labels) * settings.train_eval_fraction), settings.train_seed
+    fit_rows, eval_rows = evaluation_split(
+        content_hashes(pool), labels, settings.train_eval_fraction
     )
     scores: dict[str, dict[str, float | int | str | None]] = {}
     fitted_by_name = {}

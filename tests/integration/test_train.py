@@ -27,6 +27,9 @@ from forestops.modeling.tracking import (
     TAG_DECISION,
     TAG_KIND,
     TAG_MAX_BATCH_ID,
+    TAG_UNSEEN_ROWS,
+    UNSEEN_EVAL_SHARE,
+    UNSEEN_NEWER_BATCHES,
     mlflow_uris,
     resolve_serving_model,
 )
@@ -70,7 +73,8 @@ def test_train_tracks_registers_and_serves_the_best_candidate(
     assert parent.data.tags[TAG_DATA_HASH] == lineage.data_hash == result.data_hash
     assert parent.data.tags[TAG_MAX_BATCH_ID] == str(batch_ids[-1])
     assert parent.data.tags["forestops.batch_ids"] == f"{batch_ids[0]}-{batch_ids[-1]}"
-    assert (parent.data.params["rows"], parent.data.params["eval_rows"]) == ("3000", "600")
+    assert parent.data.params["rows"] == "3000"  # ~600 evaluate: their content hash decides
+    assert parent.data.params["eval_rows"] == str(len(eval_split(settings)[1]))
     assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {
         "forest_cover_samples-train",
         "forest_cover_samples-eval",
@@ -113,6 +117,11 @@ def test_train_tracks_registers_and_serves_the_best_candidate(
     (boosted,) = [run for run in children if run.data.tags[TAG_CANDIDATE] == "lightgbm"]
     assert boosted.data.params["fit_rows"] == "3000"
     assert boosted.data.params["refit_on"] == "every row, the evaluation split included"
+    # What the gate may score each on later: the refitted one only newer batches' rows.
+    assert {run.data.tags[TAG_CANDIDATE]: run.data.tags[TAG_UNSEEN_ROWS] for run in children} == {
+        name: UNSEEN_NEWER_BATCHES if name == "lightgbm" else UNSEEN_EVAL_SHARE
+        for name in settings.train_candidates
+    }
 
     # The champion, loaded back by URI, predicts raw strings ("Rawah", "C7745", even aliases).
     # On the job's evaluation rows it scores its logged accuracy exactly, or at least that when

@@ -17,7 +17,7 @@ from sqlalchemy import insert
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.candidates import stratified_split
+from forestops.modeling.candidates import evaluation_split
 from forestops.store.database import get_engine, upgrade
 from forestops.store.reads import training_frame
 from forestops.store.schema import forest_cover_samples, ingestion_batches
@@ -38,14 +38,14 @@ def tiny(settings: Settings, **overrides: object) -> Settings:
     return settings.model_copy(update={**TINY, **overrides})
 
 
-def eval_split(settings: Settings) -> tuple[pd.DataFrame, np.ndarray]:
-    """The evaluation rows a training job on the current store uses (same seed, same order)."""
-    frame = training_frame(settings).frame
-    labels = frame[contract.LABEL].to_numpy()
-    _, rows = stratified_split(
-        labels, round(len(labels) * settings.train_eval_fraction), settings.train_seed
-    )
-    return frame.loc[rows, list(contract.FEATURE_NAMES)], labels[rows]
+def eval_split(settings: Settings, after_batch: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """The evaluation rows a training job on the current store uses (same rule, same order),
+    only those of batches after `after_batch` if given."""
+    data = training_frame(settings)
+    labels = data.frame[contract.LABEL].to_numpy()
+    _, rows = evaluation_split(data.content_hashes, labels, settings.train_eval_fraction)
+    rows = rows[np.asarray(data.batch_ids)[rows] > after_batch]
+    return data.frame.loc[rows, list(contract.FEATURE_NAMES)], labels[rows]
 
 
 def course_rows(dataset: Path, rows: int, skip: int = 0) -> pd.DataFrame:

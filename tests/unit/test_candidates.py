@@ -17,10 +17,12 @@ from forestops.modeling.candidates import (
     CANDIDATES,
     SMALL_DATA_ROWS,
     build_candidates,
+    evaluation_split,
     stratified_split,
 )
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.package import PROBABILITY_COLUMNS, ForestCoverModel
+from forestops.store.loader import content_hashes
 from support.training_data import course_rows
 
 TINY = {
@@ -65,6 +67,46 @@ def test_stratified_split_accepts_rare_classes() -> None:
     rest, holdout = stratified_split(labels, 10, seed=0)
     assert 2 in labels[rest] and 2 not in labels[holdout]  # the single row trains
     assert 3 in labels[rest] and 3 in labels[holdout]  # two rows: one on each side
+
+
+def _hashes(shares: list[float]) -> list[str]:
+    """Content-hash-like hex digests whose evaluation share (last 8 hex digits) is `shares`."""
+    return [f"{row:024x}{int(share * 2**32):08x}" for row, share in enumerate(shares)]
+
+
+def test_evaluation_membership_is_kept_as_rows_are_added(
+    rows: pd.DataFrame, dataset_path: Path
+) -> None:
+    more = course_rows(dataset_path, 1500, skip=len(rows))
+    grown = pd.concat([more, rows]).sample(frac=1.0, random_state=3)  # new rows, new order
+    first, later = (content_hashes(frame) for frame in (rows, grown))
+
+    def evaluating(hashes: list[str], frame: pd.DataFrame) -> set[str]:
+        _, held = evaluation_split(hashes, frame[contract.LABEL].to_numpy(), 0.1)
+        return {hashes[row] for row in held}
+
+    before, after = evaluating(first, rows), evaluating(later, grown)
+    assert before == after & set(first)  # an old row evaluates now iff it evaluated before
+    assert after - set(first)  # and new rows evaluate too
+    assert 0.07 < len(after) / len(grown) < 0.13  # the share asked for (1,500 + 1,500 rows)
+
+
+def test_evaluation_split_keeps_every_class_on_the_training_side() -> None:
+    # Class 1's two rows both hash into evaluation, class 2 has one row that does, class 0 none.
+    labels = np.array([0, 0, 0, 0, 1, 1, 2])
+    hashes = _hashes([0.5, 0.6, 0.7, 0.8, 0.05, 0.02, 0.01])
+    train, held = evaluation_split(hashes, labels, 0.1)
+    assert held.tolist() == [4]  # class 1 keeps its lowest share (row 5) for training
+    assert set(labels[train]) == {0, 1, 2}  # the single-row class trains
+    assert sorted([*train, *held]) == list(range(7))
+
+
+def test_evaluation_split_is_never_empty_on_a_store_with_a_repeated_class() -> None:
+    labels = np.array([0, 0, 1, 2, 2])
+    hashes = _hashes([0.9, 0.4, 0.2, 0.5, 0.3])  # none in the 0.1 share
+    train, held = evaluation_split(hashes, labels, 0.1)
+    assert held.tolist() == [4]  # the lowest share among classes with two rows or more
+    assert set(labels[train]) == {0, 1, 2}
 
 
 def test_unknown_or_empty_candidate_lists_are_refused() -> None:

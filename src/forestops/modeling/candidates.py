@@ -10,7 +10,7 @@ measurements behind each default).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,35 @@ def stratified_split(
     holdout = np.sort(np.concatenate(held))
     rest = np.setdiff1d(np.arange(len(labels)), holdout, assume_unique=True)
     return rest, holdout
+
+
+def evaluation_split(
+    hashes: Sequence[str], labels: np.ndarray, fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, evaluation): a row evaluates iff its content hash (the store's dedup
+    key, hex) falls in the `fraction` share, so a row that evaluated once evaluates forever as
+    the store grows, and a model fitted on one store's training side never saw a later store's
+    evaluation rows (the champion gate relies on it, `pipeline.promote`).
+
+    The share is read from the hash's LAST 8 hex digits: `benchmarks/small_data.py` holds rows out
+    by the first 8, and the two must not pick the same rows. Tiny stores only, two fallbacks that
+    break the "forever": a class whose rows all hash into evaluation keeps one (its lowest share)
+    for training, so every class trains (a single-row class always trains); and if no row hashes
+    into evaluation, the lowest share of the classes with two rows or more evaluates alone.
+    """
+    labels = np.asarray(labels)
+    share = np.array([int(digest[-8:], 16) for digest in hashes], dtype=np.float64) / 2**32
+    held = share < fraction
+    classes, counts = np.unique(labels, return_counts=True)
+    for cls in classes:
+        rows = np.flatnonzero(labels == cls)
+        if held[rows].all():
+            held[rows[np.argmin(share[rows])]] = False
+    if not held.any():
+        several = np.isin(labels, classes[counts >= 2])
+        if several.any():
+            held[np.flatnonzero(several)[np.argmin(share[several])]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 SMALL_DATA_ROWS = 150_000

@@ -28,6 +28,12 @@ TAG_DATA_HASH = "forestops.data_hash"
 TAG_ROWS = "forestops.rows"
 TAG_MIN_BATCH_ID = "forestops.min_batch_id"
 TAG_MAX_BATCH_ID = "forestops.max_batch_id"  # newest batch that contributed rows
+# On a candidate run: the rows its logged model never trained on, what the gate may score it on.
+# UNSEEN_EVAL_SHARE: the content-hash evaluation share (`candidates.evaluation_split`) of any
+# store; UNSEEN_NEWER_BATCHES (and a run without the tag): only batches newer than its max batch id.
+TAG_UNSEEN_ROWS = "forestops.unseen_rows"
+UNSEEN_EVAL_SHARE, UNSEEN_NEWER_BATCHES = "eval_share", "newer_batches"
+TAG_COMPARED_ROWS = "forestops.compared_rows"  # on a version: rows the gate compared it on
 TAG_LATEST_BATCH_ID = "forestops.latest_batch_id"  # newest ingestion batch of any outcome
 TAG_BATCH_IDS = "forestops.batch_ids"  # compact ranges, e.g. "1-10,12"
 TAG_BEST = "forestops.best_candidate"

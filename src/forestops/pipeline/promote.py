@@ -1,8 +1,15 @@
 """The promotion gate: a new model version becomes `champion` only if it beats the current one.
 
-"Beats" is measured on the SAME rows: the current champion is loaded from the registry and
-scored on this job's evaluation split, through the same pyfunc call serving makes, so a change
-in the data can never make an old score look better or worse than it is.
+"Beats" is measured on the SAME rows, and only on rows NEITHER model trained on. The challenger's
+score is its scored model's (before any refit) on this job's evaluation rows, which it never saw.
+Evaluation rows are chosen by content hash (`candidates.evaluation_split`), so a champion whose
+run is tagged UNSEEN_EVAL_SHARE never trained on any of them either: all are compared. A champion
+refitted on every row (small data) or of unknown split (UNSEEN_NEWER_BATCHES, or no tag) has seen
+every row up to its run's max batch id; only the evaluation rows of newer batches are fair (batch
+ids only grow), and both models are scored on exactly those. Fewer than GATE_MIN_ROWS of them: the
+champion stays and the reason says how many there were. A run without a max batch id (planted by
+hand) is compared on every evaluation row. The champion is scored through the same pyfunc call
+serving makes; the version's tags record the two scores and on how many rows they were taken.
 
 Ordering makes a half-registered champion impossible: the version is created (tagged
 `pending`), confirmed READY, both models scored, the decision tagged, and only then is the
@@ -18,7 +25,8 @@ instant between that read and the write).
 
 With the registry disabled there is no version and no alias: the experiment's best finished
 candidate run serves (`tracking.resolve_serving_model`), so `choose_run` only reports whether
-this job's run is now that run, or a better earlier one stays.
+this job's run is now that run, or a better earlier one stays. Nothing is re-scored there: each
+run's logged accuracy is its scored model's on rows it never saw, but not the same rows.
 """
 
 from __future__ import annotations
@@ -42,8 +50,12 @@ from forestops.modeling.tracking import (
     TAG_CHALLENGER_SCORE,
     TAG_CHAMPION_SCORE,
     TAG_CHAMPION_VERSION,
+    TAG_COMPARED_ROWS,
     TAG_DECISION,
     TAG_DECISION_REASON,
+    TAG_MAX_BATCH_ID,
+    TAG_UNSEEN_ROWS,
+    UNSEEN_EVAL_SHARE,
     ServingModelRef,
     registered_ref,
     resolve_serving_model,
@@ -65,6 +77,7 @@ class Promotion:
     champion_version: str | None  # the champion it was compared with (None: there was none)
     champion_accuracy: float | None
     reason: str
+    compared_rows: int | None = None  # rows both scores were taken on (None: no comparison)
 
     @property
     def promoted(self) -> bool:
@@ -76,19 +89,24 @@ def register_and_gate(
     client: MlflowClient,
     *,
     model_uri: str,
-    challenger_accuracy: float,
+    challenger_correct: np.ndarray,
     eval_features: pd.DataFrame,
     eval_labels: np.ndarray,
+    eval_batch_ids: np.ndarray,
     tags: dict[str, str],
 ) -> Promotion:
-    """Register `model_uri` as a new version of MODEL_NAME and promote it if it wins."""
+    """Register `model_uri` as a new version of MODEL_NAME and promote it if it wins.
+
+    `challenger_correct` says, per evaluation row, whether the challenger's scored model (before
+    any refit) got it right; `eval_batch_ids` is each row's batch."""
     version = _register(settings, client, model_uri, {**tags, TAG_DECISION: PENDING})
-    scored: dict[str, float | str] = {}
+    rows = _EvalRows(eval_features, eval_labels, eval_batch_ids, challenger_correct)
+    scored: dict[str, _Comparison | str] = {}
     for _ in range(_ALIAS_RACE_ATTEMPTS):
         champion = _alias_target(settings, client)
         if champion is not None and champion not in scored:
-            scored[champion] = _score_version(settings, champion, eval_features, eval_labels)
-        promotion = _decide(str(version.version), challenger_accuracy, champion, scored)
+            scored[champion] = _compare(settings, client, champion, rows)
+        promotion = _decide(settings, str(version.version), rows, champion, scored)
         if not promotion.promoted:
             break
         if _alias_target(settings, client) == promotion.champion_version:
@@ -179,36 +197,104 @@ def load_version(settings: Settings, version: str) -> PyFuncModel:
     return load_verified(settings, client, registered_ref(settings, client, model_version))
 
 
-def _score_version(
-    settings: Settings, version: str, features: pd.DataFrame, labels: np.ndarray
-) -> float | str:
-    """Accuracy of a registered version on these rows, or why it has none."""
+@dataclass(frozen=True)
+class _EvalRows:
+    features: pd.DataFrame
+    labels: np.ndarray
+    batch_ids: np.ndarray
+    challenger_correct: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """Both models' accuracy on the evaluation rows neither trained on (`which` says which)."""
+
+    challenger: float
+    champion: float
+    rows: int
+    which: str
+
+
+def _fair_rows(
+    settings: Settings, client: MlflowClient, version: str, batch_ids: np.ndarray
+) -> tuple[np.ndarray, str]:
+    """Which evaluation rows the champion `version` never trained on, and how to say so."""
+    everything = np.ones(len(batch_ids), dtype=bool)
+    run_id = client.get_model_version(settings.model_name, version).run_id
     try:
+        run = client.get_run(run_id or "")
+    except MlflowException:
+        return everything, "every evaluation row: the champion's run is gone"
+    refitted = "refit_on" in run.data.params
+    if run.data.tags.get(TAG_UNSEEN_ROWS) == UNSEEN_EVAL_SHARE and not refitted:
+        return (
+            everything,
+            "every evaluation row: the champion never trained on the evaluation share",
+        )
+    max_batch_id = run.data.tags.get(TAG_MAX_BATCH_ID)
+    if max_batch_id is None:
+        return everything, "every evaluation row: the champion's lineage is unknown"
+    return (
+        batch_ids > int(max_batch_id),
+        f"evaluation rows of batches after {max_batch_id}: the champion trained on every row "
+        "up to it",
+    )
+
+
+def _compare(
+    settings: Settings, client: MlflowClient, version: str, rows: _EvalRows
+) -> _Comparison | str:
+    """Challenger and champion `version` on the rows neither saw, or why the champion has no score."""
+    fair, which = _fair_rows(settings, client, version, rows.batch_ids)
+    count = int(fair.sum())
+    try:  # loaded even with too few rows to compare: a champion refused or broken is replaced
         model = load_version(settings, version)
-        probabilities, _ = predict_probabilities(model.predict, features)
+        if count < settings.gate_min_rows:
+            return _Comparison(float("nan"), float("nan"), count, which)
+        probabilities, _ = predict_probabilities(model.predict, rows.features[fair])
     except ModelIntegrityError as error:
         log.error("the current champion %s v%s is refused: %s", settings.model_name, version, error)
         return f"was refused without being loaded: {error}"
     except Exception as error:
         log.exception("could not score the current champion %s v%s", settings.model_name, version)
         return f"could not be loaded or scored ({type(error).__name__}: {str(error)[:300]})"
-    return accuracy(labels, probabilities)
+    challenger = float(np.mean(rows.challenger_correct[fair]))
+    return _Comparison(challenger, accuracy(rows.labels[fair], probabilities), count, which)
 
 
 def _decide(
-    version: str, challenger: float, champion: str | None, scored: dict[str, float | str]
+    settings: Settings,
+    version: str,
+    rows: _EvalRows,
+    champion: str | None,
+    scored: dict[str, _Comparison | str],
 ) -> Promotion:
+    overall = float(np.mean(rows.challenger_correct))
     if champion is None:
-        return Promotion(version, PROMOTED, challenger, None, None, "first champion")
+        return Promotion(version, PROMOTED, overall, None, None, "first champion")
     score = scored[champion]
     if isinstance(score, str):
         reason = f"current champion v{champion} {score}"
-        return Promotion(version, PROMOTED, challenger, champion, None, reason)
-    if challenger > score:
-        reason = f"accuracy {challenger:.4f} > champion v{champion} {score:.4f}"
-        return Promotion(version, PROMOTED, challenger, champion, score, reason)
-    reason = f"accuracy {challenger:.4f} <= champion v{champion} {score:.4f}"
-    return Promotion(version, REJECTED, challenger, champion, score, reason)
+        return Promotion(version, PROMOTED, overall, champion, None, reason)
+    if score.rows < settings.gate_min_rows:
+        reason = (
+            f"{score.rows} evaluation rows unseen by champion v{champion}, at least "
+            f"{settings.gate_min_rows} needed (GATE_MIN_ROWS) to compare; the champion stays "
+            f"({score.which})"
+        )
+        return Promotion(version, REJECTED, overall, champion, None, reason, score.rows)
+    on = f"on {score.rows} rows ({score.which})"
+    if score.challenger > score.champion:
+        reason = f"accuracy {score.challenger:.4f} > champion v{champion} {score.champion:.4f} {on}"
+        decision = PROMOTED
+    else:
+        reason = (
+            f"accuracy {score.challenger:.4f} <= champion v{champion} {score.champion:.4f} {on}"
+        )
+        decision = REJECTED
+    return Promotion(
+        version, decision, score.challenger, champion, score.champion, reason, score.rows
+    )
 
 
 def _record(settings: Settings, client: MlflowClient, promotion: Promotion) -> None:
@@ -220,6 +306,7 @@ def _record(settings: Settings, client: MlflowClient, promotion: Promotion) -> N
             "" if promotion.champion_accuracy is None else f"{promotion.champion_accuracy:.6f}"
         ),
         TAG_CHAMPION_VERSION: promotion.champion_version or "",
+        TAG_COMPARED_ROWS: "" if promotion.compared_rows is None else str(promotion.compared_rows),
     }
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, promotion.version, key, value)

@@ -3,9 +3,9 @@
 One MLflow parent run per job (tagged with the data lineage, so "has new data arrived since the
 last training" is one tag lookup: `forestops.max_batch_id`), one child run per candidate (params,
 metrics, confusion matrix, classification report, the model via `log_forest_model`, signed by
-`modeling.integrity` once logged: a run tag, the version tag, a row of `model_signatures`). The
-split is stratified and seeded over rows ordered by content hash, so the same data always gives
-the same evaluation rows. The CLI, the embedded scheduler and Airflow all call `train(settings)`.
+`modeling.integrity` once logged: a run tag, the version tag, a row of `model_signatures`). A row
+evaluates iff its content hash falls in the TRAIN_EVAL_FRACTION share (`evaluation_split`), so it
+evaluates in every later job too: the gate can score an old champion on rows it never saw. The CLI, the embedded scheduler and Airflow all call `train(settings)`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.candidates import Candidate, build_candidates, stratified_split
+from forestops.modeling.candidates import Candidate, build_candidates, evaluation_split
 from forestops.modeling.integrity import sign_logged_model, signing_key
 from forestops.modeling.package import ForestCoverModel, log_forest_model
 from forestops.modeling.tracking import (
@@ -46,6 +46,9 @@ from forestops.modeling.tracking import (
     TAG_MODEL_VERSION,
     TAG_ROWS,
     TAG_SIGNATURE,
+    TAG_UNSEEN_ROWS,
+    UNSEEN_EVAL_SHARE,
+    UNSEEN_NEWER_BATCHES,
     mlflow_uris,
 )
 from forestops.pipeline.evaluate import (
@@ -203,20 +206,22 @@ def _too_little_data(settings: Settings, data: TrainingData) -> str | None:
 
 @dataclass(frozen=True)
 class _Split:
-    """The seeded stratified train/evaluation split, and its MLflow dataset records."""
+    """The content-hash train/evaluation split, and its MLflow dataset records."""
 
     train_features: pd.DataFrame
     train_labels: np.ndarray
     eval_features: pd.DataFrame
     eval_labels: np.ndarray
+    eval_batch_ids: np.ndarray  # each evaluation row's batch (the gate's fair rows)
     datasets: tuple[PandasDataset, PandasDataset]  # (training, evaluation)
     lineage: TrainingLineage
 
     @classmethod
     def of(cls, settings: Settings, data: TrainingData) -> _Split:
         labels = data.frame[contract.LABEL].to_numpy(dtype=np.int64)
-        holdout = round(len(labels) * settings.train_eval_fraction)
-        train_rows, eval_rows = stratified_split(labels, holdout, settings.train_seed)
+        train_rows, eval_rows = evaluation_split(
+            data.content_hashes, labels, settings.train_eval_fraction
+        )
         features = data.frame.loc[:, list(contract.FEATURE_NAMES)]
         source = CodeDatasetSource(
             tags={
@@ -228,8 +233,9 @@ class _Split:
         )
 
         def dataset(rows: np.ndarray, part: str) -> PandasDataset:
-            # The digest names exactly this part of exactly this data, independent of pandas.
-            key = f"{data.lineage.data_hash}:{settings.train_seed}:{settings.train_eval_fraction}:{part}"
+            # The digest names exactly these rows (their content hashes), independent of pandas:
+            # an evaluation part that only grew by new rows is told apart, an unchanged one is not.
+            key = "\n".join([part, *(data.content_hashes[row] for row in rows)])
             return PandasDataset(
                 data.frame.iloc[rows],
                 source=source,
@@ -243,6 +249,7 @@ class _Split:
             train_labels=labels[train_rows],
             eval_features=features.iloc[eval_rows],
             eval_labels=labels[eval_rows],
+            eval_batch_ids=np.asarray(data.batch_ids, dtype=np.int64)[eval_rows],
             datasets=(dataset(train_rows, "train"), dataset(eval_rows, "eval")),
             lineage=data.lineage,
         )
@@ -316,6 +323,7 @@ class _Logged:
     uri: str
     signature: str  # modeling.integrity's tag value
     model: ForestCoverModel
+    eval_correct: np.ndarray  # per evaluation row: did the model SCORED (before any refit) get it
 
 
 def _run_candidate(
@@ -349,6 +357,9 @@ def _run_candidate(
         refitted = candidate.refit_with(fitted, *split.every_row())
         if refitted is not None:
             fitted, model = refitted, ForestCoverModel(refitted.pipeline)
+        mlflow.set_tag(
+            TAG_UNSEEN_ROWS, UNSEEN_EVAL_SHARE if refitted is None else UNSEEN_NEWER_BATCHES
+        )
         mlflow.log_params(fitted.params)
         mlflow.log_figure(
             confusion_figure(evaluation, f"{candidate.name}: accuracy {evaluation.accuracy:.4f}"),
@@ -390,7 +401,8 @@ def _run_candidate(
         score.fit_seconds,
         f"{fitted.params['fit_rows']:,}",
     )
-    return score, _Logged(info.model_uri, signature, model)
+    correct = probabilities.argmax(axis=1) == split.eval_labels
+    return score, _Logged(info.model_uri, signature, model, correct)
 
 
 @dataclass(frozen=True)
@@ -427,9 +439,10 @@ def _publish(
         settings,
         client,
         model_uri=model.uri,
-        challenger_accuracy=best.accuracy,
+        challenger_correct=model.eval_correct,
         eval_features=split.eval_features,
         eval_labels=split.eval_labels,
+        eval_batch_ids=split.eval_batch_ids,
         tags={
             TAG_CANDIDATE: best.name,
             TAG_DATA_HASH: split.lineage.data_hash,

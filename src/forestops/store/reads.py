@@ -1,8 +1,8 @@
 """Reads for training: every curated sample, plus the lineage that says exactly which ones.
 
-Rows come back ordered by their content hash, so the seeded train/evaluation split depends only
-on WHICH rows are in the store, not on the order batches happened to arrive in; the same set of
-rows always gives the same split, and the same `data_hash`.
+Rows come back ordered by their content hash, so the `data_hash` depends only on WHICH rows are
+in the store, not on the order batches happened to arrive in. Each row's content hash and batch id
+come along: the evaluation split is chosen by the hash, the gate's fair rows by the batch.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class TrainingLineage:
 class TrainingData:
     frame: pd.DataFrame  # canonical columns (contract.COLUMNS), one row per curated sample
     lineage: TrainingLineage
+    content_hashes: tuple[str, ...] = ()  # each row's dedup key (what the evaluation split uses)
+    batch_ids: tuple[int, ...] = ()  # each row's batch (what the champion gate's fair rows use)
 
 
 def training_frame(settings: Settings) -> TrainingData:
@@ -73,6 +75,8 @@ def training_frame(settings: Settings) -> TrainingData:
     return TrainingData(
         frame=frame.loc[:, list(contract.COLUMNS)].reset_index(drop=True),
         lineage=_lineage(frame, latest_batch_id),
+        content_hashes=tuple(frame["content_hash"]),
+        batch_ids=tuple(int(b) for b in frame["batch_id"]),
     )
 
 
