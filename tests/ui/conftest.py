@@ -1,7 +1,7 @@
 """A real stack for the UI tests, built once per session: a SQLite store seeded with rows of the
 shared data set (three batches and some quarantined rows), a real training job (two cheap
-candidates) that registers and promotes a champion in a SQLite MLflow, and the real inference
-service on a free loopback port serving that champion.
+candidates, LightGBM the winner) that registers and promotes a champion in a SQLite MLflow, and
+the real inference service on a free loopback port serving that champion.
 
 The UI under test reads all of it through its settings, i.e. the environment: `ui_env` points
 the environment at this stack for one test; `offline_env` at a stack where nothing runs.
@@ -33,13 +33,14 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> It
         api_keys=(),
         train_candidates=("random_forest", "lightgbm"),
         random_forest_trees=10,
-        lightgbm_max_rounds=30,
+        lightgbm_max_rounds=150,  # 30 rounds at the small-data rate lost to the forest
         lightgbm_num_leaves=15,
         model_poll_interval_s=0,
     )
     reasons = seed_store(settings, dataset_path, SEEDED_ROWS, SEEDED_BATCHES)
     result = train(settings)
     assert result.decision == "promoted", result
+    assert result.best == "lightgbm", result  # the pages' explanations need a LightGBM champion
     api = create_app(settings)
     with BackgroundServer(api) as server:
         yield UiStack(settings, server.url, reasons, api)
