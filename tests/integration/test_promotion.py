@@ -34,7 +34,7 @@ from forestops.modeling.tracking import (
 )
 from forestops.pipeline import promote
 from forestops.pipeline.status import read_latest_model
-from forestops.pipeline.train import train
+from forestops.pipeline.train import TrainResult, train
 from support.champion import log_candidate, memorising_pipeline
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 
@@ -95,6 +95,17 @@ def test_weaker_model_after_a_strong_one_leaves_the_champion(
     )
 
 
+def promoted_second_version(settings: Settings, result: TrainResult) -> dict[str, str]:
+    """The tags of version 2, once `result` says it was promoted and the alias agrees."""
+    assert (result.model_version, result.decision, result.champion_changed) == (
+        "2",
+        "promoted",
+        True,
+    )
+    assert champion_version(settings) == "2"
+    return version_tags(settings, "2")
+
+
 def test_stronger_model_after_a_weak_one_takes_over(settings: Settings, dataset_path: Path) -> None:
     seed_samples(settings, course_rows(dataset_path, 2500))
     weak = train(tiny(settings, **WEAK))
@@ -102,13 +113,7 @@ def test_stronger_model_after_a_weak_one_takes_over(settings: Settings, dataset_
 
     strong = train(tiny(settings, **STRONG))
 
-    assert (strong.model_version, strong.decision, strong.champion_changed) == (
-        "2",
-        "promoted",
-        True,
-    )
-    assert champion_version(settings) == "2"
-    tags = version_tags(settings, "2")
+    tags = promoted_second_version(settings, strong)
     # Same data, same split, a champion not refitted: every evaluation row is compared, and the
     # re-scored champion matches its own logged accuracy exactly.
     assert float(tags[TAG_CHAMPION_SCORE]) == pytest.approx(weak.candidates[0].accuracy, abs=1e-6)
@@ -201,13 +206,7 @@ def test_a_refitted_champion_is_compared_only_on_newer_batches(
     # On every evaluation row the memoriser wins: most of them are rows it was fitted on.
     assert accuracy_of(settings, "1") > challenger.accuracy
     # On the rows neither saw it is wrong everywhere, and the challenger takes over.
-    assert (result.model_version, result.decision, result.champion_changed) == (
-        "2",
-        "promoted",
-        True,
-    )
-    assert champion_version(settings) == "2"
-    tags = version_tags(settings, "2")
+    tags = promoted_second_version(settings, result)
     _, labels = eval_split(settings, first_batch)
     assert tags[TAG_COMPARED_ROWS] == str(len(labels)) and len(labels) >= 50
     assert float(tags[TAG_CHAMPION_SCORE]) == pytest.approx(
