@@ -225,8 +225,7 @@ def _fair_rows(
         run = client.get_run(run_id or "")
     except MlflowException:
         return everything, "every evaluation row: the champion's run is gone"
-    refitted = "refit_on" in run.data.params
-    if run.data.tags.get(TAG_UNSEEN_ROWS) == UNSEEN_EVAL_SHARE and not refitted:
+    if run.data.tags.get(TAG_UNSEEN_ROWS) == UNSEEN_EVAL_SHARE:  # set only on runs not refitted
         return (
             everything,
             "every evaluation row: the champion never trained on the evaluation share",

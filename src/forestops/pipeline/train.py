@@ -5,7 +5,8 @@ last training" is one tag lookup: `forestops.max_batch_id`), one child run per c
 metrics, confusion matrix, classification report, the model via `log_forest_model`, signed by
 `modeling.integrity` once logged: a run tag, the version tag, a row of `model_signatures`). A row
 evaluates iff its content hash falls in the TRAIN_EVAL_FRACTION share (`evaluation_split`), so it
-evaluates in every later job too: the gate can score an old champion on rows it never saw. The CLI, the embedded scheduler and Airflow all call `train(settings)`.
+evaluates in every later job too: the gate can score an old champion on rows it never saw. The
+CLI, the embedded scheduler and Airflow all call `train(settings)`.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from forestops.serving.routes.predict import (
     answer_body,
     answered,
 )
+from forestops.serving.served_model import ServedModel
 
 _PATH = "/predict"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -60,9 +61,11 @@ class FastPredictMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        if not self._takes(scope):
+        taken = self._takes(scope)
+        if taken is None:
             await self.app(scope, receive, send)
             return
+        served, headers = taken
         chunks: list[bytes] = []
         more = True
         while more:
@@ -72,16 +75,15 @@ class FastPredictMiddleware:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        served = self.service.holder.current
         try:
             arrays = decode_body(body, self.service.settings.max_batch_rows)
         except (RequestValidationError, HTTPException):
             arrays = None
-        if served is None or arrays is None or len(arrays[0]) > INLINE_MAX_ROWS:
+        if arrays is None or len(arrays[0]) > INLINE_MAX_ROWS:
             await self.app(scope, _replay(body, receive), send)
             return
         scope["route"] = self.route
-        request_id = _text(_headers(scope).get(b"x-request-id"))
+        request_id = _text(headers.get(b"x-request-id"))
         probabilities = served.predict(*arrays)
         _, predictions = answered(self.service, served, arrays, probabilities, request_id, started)
         answer = answer_body(served, predictions)
@@ -94,22 +96,26 @@ class FastPredictMiddleware:
         )
         await send({"type": "http.response.body", "body": answer})
 
-    def _takes(self, scope: Scope) -> bool:
-        """Whether this request is one the route would answer 200 without its query or guard
-        having a say (judged on the request line and headers only)."""
+    def _takes(self, scope: Scope) -> tuple[ServedModel, dict[bytes, bytes]] | None:
+        """(the model it answers with, the headers) if this request is one the route would answer
+        200 without its query or guard having a say (judged on the request line and headers
+        only), else None. The model is read once, as the route reads it."""
         if scope["type"] != "http" or scope["path"] != _PATH or scope["method"] != "POST":
-            return False
-        if scope["query_string"] or self.service.holder.current is None:
-            return False
+            return None
+        served = self.service.holder.current
+        if scope["query_string"] or served is None:
+            return None
         headers = _headers(scope)
         length = headers.get(b"content-length", b"")
         if not length.isdigit() or int(length) > INLINE_MAX_BYTES:
-            return False
+            return None
         try:
             require_json(_text(headers.get(b"content-type")))
         except HTTPException:
-            return False
-        return self.admits(_text(headers.get(b"x-api-key")), _text(headers.get(b"authorization")))
+            return None
+        if not self.admits(_text(headers.get(b"x-api-key")), _text(headers.get(b"authorization"))):
+            return None
+        return served, headers
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
