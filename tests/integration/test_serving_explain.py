@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from forestops import contract
+from forestops.modeling.explain import Explainer
 from forestops.modeling.features import ContractEncoder, frame_to_arrays
 from forestops.serving.app import create_app
 from forestops.serving.holder import ModelHolder
@@ -55,7 +56,9 @@ def lightgbm_view(holder: ModelHolder, frame: pd.DataFrame) -> dict[str, Any]:
     served = holder.current
     assert served is not None
     assert served.explainer is not None
-    assert served.explainer.class_boosters is not None  # the fast path for one class is in use
+    assert (
+        served.explainer.fast is not None
+    )  # the compiled kernel answers, checked against LightGBM
     booster = served.model.estimator.booster_
     encoder = served.model.encoder
     matrix = encoder.encode_arrays(*frame_to_arrays(frame))
@@ -158,6 +161,26 @@ def test_contract_features_get_exactly_their_columns_contributions(
         }
         for name, value in expected.items():
             assert got[name] == pytest.approx(value, abs=1e-12), name
+
+
+def test_without_a_compiler_lightgbm_itself_explains_the_same(
+    holder: ModelHolder, frame: pd.DataFrame
+) -> None:
+    """No C compiler on the host: the kernel is not built, a warning says so, and LightGBM's own
+    pred_contrib gives the same explanation (what the service then answers with)."""
+    served = holder.current
+    assert served is not None and served.explainer is not None
+    arrays = frame_to_arrays(frame)
+    labels = served.predict(*arrays).argmax(axis=1)
+    without = Explainer(served.model, compiler="/nonexistent/cc")
+    assert without.fast is None
+    for only in (labels, None):
+        slow, fast = (
+            without.explain(*arrays, only=only),
+            served.explainer.explain(*arrays, only=only),
+        )
+        np.testing.assert_array_equal(slow.base, fast.base)
+        np.testing.assert_allclose(slow.contributions, fast.contributions, rtol=0, atol=1e-12)
 
 
 def test_csv_explain_appends_the_predicted_class_contributions(

@@ -179,7 +179,7 @@ class ModelHolder:
         heap.settle()
 
     def _prepare_explainer(self, served: ServedModel) -> None:
-        """Build the explainer's per-class boosters now, off the request path: the model serves
+        """Build the explainer's compiled kernel now, off the request path: the model serves
         predictions meanwhile, and an `?explain=` request that comes first waits for them.
 
         Not a daemon thread, and joined by `stop`: at interpreter exit a daemon thread still
@@ -188,7 +188,7 @@ class ModelHolder:
         """
         explainer = served.explainer
         if explainer is not None:
-            thread = threading.Thread(target=lambda: explainer.class_boosters, name="explainer")
+            thread = threading.Thread(target=lambda: explainer.fast, name="explainer")
             self._warmups = [*(warmup for warmup in self._warmups if warmup.is_alive()), thread]
             thread.start()
 

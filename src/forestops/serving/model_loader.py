@@ -43,7 +43,7 @@ def open_model(settings: Settings, key: bytes, path: Path, ref: ServingModelRef)
     single_threaded(model)
     predict, runtime = make_predictor(model)
     smoke_test(model, predict)
-    explainer, unexplainable = explainer_for(model)
+    explainer, unexplainable = explainer_for(model, settings.inference_compiler)
     served = ServedModel(
         model=model,
         predict=predict,
