@@ -1,14 +1,16 @@
 """What `?explain=` costs: single-record latency of `forestops serve` with and without it.
 
     .venv/bin/python benchmarks/explain_bench.py [--rows 20000] [--max-rounds 1000] [--leaves 255]
+        [--home DIR] [--runtime compiled|lightgbm]
 
 It fits the training pipeline's LightGBM candidate like serve_bench.py does (its helpers; the
 candidate's settings, early stopping included; `--max-rounds`/`--leaves` shrink it), registers it
-champion in a sqlite MLflow under a temporary FORESTOPS_HOME, runs `forestops serve` (the
-booster, INFERENCE_RUNTIME=native: explanations always come from the booster) as its own process
-on loopback, and measures one-record requests at concurrency 1: plain, `?explain=true`,
-`?explain=all`. It also times `Explainer.explain` alone in this process (one record, its
-predicted class), and prints a markdown table for benchmarks/RESULTS.md.
+champion in a sqlite MLflow under a temporary FORESTOPS_HOME (or takes `--home`'s champion), runs
+`forestops serve` as its own process on loopback once it predicts with `--runtime` (explanations
+come from the compiled TreeSHAP kernel either way), and measures one-record requests at
+concurrency 1: plain, `?explain=true`, `?explain=all`. It also times `Explainer.explain` alone in
+this process (one record, its predicted class, one thread and two), and prints a markdown table
+for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from forestops.config import Settings
 from forestops.store.database import upgrade
 
 
-def explainer_alone_ms(settings: Settings, records: pd.DataFrame, repeats: int) -> list[float]:
+def explainer_alone_ms(
+    settings: Settings, records: pd.DataFrame, repeats: int, threads: int
+) -> list[float]:
     """`Explainer.explain` on one record at a time, for its predicted class (what `explain=true`
     asks), the champion loaded as the service loads it."""
     from forestops.modeling.features import frame_to_arrays
@@ -49,6 +53,7 @@ def explainer_alone_ms(settings: Settings, records: pd.DataFrame, repeats: int) 
     holder.refresh()
     assert holder.current is not None and holder.current.explainer is not None, holder.problem
     explainer = holder.current.explainer
+    print(f"compiled TreeSHAP kernel: {explainer.fast is not None}", file=sys.stderr)  # built now
     arrays = frame_to_arrays(records)
     labels = holder.current.predict(*arrays).argmax(axis=1)
     times = []
@@ -56,7 +61,7 @@ def explainer_alone_ms(settings: Settings, records: pd.DataFrame, repeats: int) 
         row = tuple(a[index % len(records) : index % len(records) + 1] for a in arrays)
         label = labels[index % len(records) : index % len(records) + 1]
         started = time.perf_counter()
-        explainer.explain(*row, only=label)
+        explainer.explain(*row, only=label, threads=threads)
         times.append((time.perf_counter() - started) * 1000)
     return times
 
@@ -70,6 +75,7 @@ def main() -> None:
     parser.add_argument("--max-rounds", type=int, default=1000)
     parser.add_argument("--leaves", type=int, default=255)
     parser.add_argument("--requests", type=int, default=500, help="per mode")
+    parser.add_argument("--runtime", choices=["compiled", "lightgbm"], default="compiled")
     parser.add_argument(
         "--home",
         type=Path,
@@ -92,7 +98,9 @@ def main() -> None:
     frame = pd.read_csv(args.dataset, skiprows=range(1, 200_001), nrows=args.requests)
     frame = frame.rename(columns=contract.canonical_column)[list(contract.FEATURE_NAMES)]
     bodies = [encode_ours([record]) for record in frame.to_dict(orient="records")]
-    alone = explainer_alone_ms(settings, frame, args.requests)
+    alone = {
+        threads: explainer_alone_ms(settings, frame, args.requests, threads) for threads in (1, 2)
+    }
 
     env = {
         **os.environ,
@@ -103,7 +111,7 @@ def main() -> None:
     bin_dir = Path(sys.executable).parent
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        url, _ = serve_ours(bin_dir, env, "lightgbm", processes)
+        url, _ = serve_ours(bin_dir, env, args.runtime, processes)
         modes = {
             "plain": url,
             "explain=true": f"{url}?explain=true",
@@ -116,18 +124,21 @@ def main() -> None:
         for process in processes:
             process.wait(60)
 
-    print(f"Champion: {model}; {args.requests} one-record requests per mode, concurrency 1.\n")
+    print(
+        f"Champion: {model}; served {args.runtime}; {args.requests} one-record requests per mode, "
+        "concurrency 1.\n"
+    )
     print("| one record | p50 (ms) | p99 (ms) |")
     print("|---|---:|---:|")
     for mode, values in measured.items():
         print(
             f"| `/predict` {mode} | {percentile_ms(values, 50):.2f} | {percentile_ms(values, 99):.2f} |"
         )
-    print(
-        f"| `Explainer.explain` alone, predicted class (in process) | "
-        f"{np.percentile(alone, 50):.2f} | "
-        f"{np.percentile(alone, 99):.2f} |"
-    )
+    for threads, values in alone.items():
+        print(
+            f"| `Explainer.explain` alone, predicted class, {threads} thread(s) (in process) | "
+            f"{np.percentile(values, 50):.2f} | {np.percentile(values, 99):.2f} |"
+        )
 
 
 if __name__ == "__main__":

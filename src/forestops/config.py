@@ -219,7 +219,8 @@ class Settings(BaseSettings):
     inference_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
-        description="Threads one large batch is split across (each model call is single-threaded)",
+        description="Threads one large batch, or one request's explanations, is split across "
+        "(each model call is single-threaded)",
     )
     inference_runtime: Literal["auto", "native"] = Field(
         "auto",

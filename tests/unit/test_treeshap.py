@@ -98,3 +98,18 @@ def test_a_kernel_answering_otherwise_than_lightgbm_is_refused(
     monkeypatch.setattr(TreeShap, "contributions", lambda self, *args: honest(self, *args) + 1e-6)
     with pytest.raises(KernelUnavailable, match="differ from pred_contrib"):
         checked(booster, rows)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 37])
+def test_threads_share_the_trees_of_one_record_or_the_records(model_text: str, rows: int) -> None:
+    shap = TreeShap(lightgbm.Booster(model_str=model_text))
+    matrix = probe_rows(model_text)[:rows]
+    only = np.arange(rows) % CLASSES
+    for threads in (2, 3, 0):
+        for classes in (None, only):
+            alone, shared = (
+                shap.contributions(matrix, classes),
+                shap.contributions(matrix, classes, threads),
+            )
+            assert shared.shape == alone.shape
+            np.testing.assert_allclose(shared, alone, rtol=0, atol=EXACT)

@@ -20,12 +20,8 @@ two-class LightGBM models (their one raw score does not explain each class).
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -151,8 +147,7 @@ class Explainer:
     ) -> Explanation:
         """Every class, or with `only` (a class id per record) just that class (the others NaN).
 
-        One thread by default: the service parallelises across requests (holder.py); 0 is every
-        core.
+        `threads`: how many share the work (0: every core).
         """
         matrix = self.encode(numeric, area, soil)
         rows, columns = matrix.shape
@@ -164,35 +159,12 @@ class Explainer:
             if positions is not None:
                 per_class[np.arange(len(self.classes)) != positions[:, None]] = np.nan
         else:
-            per_class = _in_slices(fast.contributions, matrix, positions, threads)
+            per_class = fast.contributions(matrix, positions, threads)
         return Explanation(
             classes=self.classes,
             base=per_class[:, :, columns],
             contributions=per_class[:, :, :columns] @ self.shares,
         )
-
-
-def _in_slices(
-    contributions: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
-    matrix: np.ndarray,
-    positions: np.ndarray | None,
-    threads: int,
-) -> np.ndarray:
-    """`contributions` over slices of the rows on `threads` threads (the kernel releases the
-    GIL), in order; one call when one thread or one row."""
-    workers = min(len(matrix), threads if threads > 0 else os.cpu_count() or 1)
-    if workers <= 1:
-        return contributions(matrix, positions)
-    bounds = np.linspace(0, len(matrix), workers + 1).astype(int)
-    with ThreadPoolExecutor(workers) as pool:
-        parts = pool.map(
-            lambda pair: contributions(
-                matrix[pair[0] : pair[1]],
-                None if positions is None else positions[pair[0] : pair[1]],
-            ),
-            itertools.pairwise(bounds),
-        )
-        return np.concatenate(list(parts))
 
 
 def _describe(estimator: Any) -> str:

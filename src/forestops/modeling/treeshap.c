@@ -230,14 +230,14 @@ int32_t forestops_treeshap_layout(const int32_t *left, const int32_t *right,
 }
 
 /* Contributions of `rows` records X (row-major, num_features each) added into out
-   (rows x K x num_features): tree t adds to class t mod K, only for records whose explain[r] is
-   -1 or that class. `largest`: forestops_treeshap_layout's answer. Returns 0, or -1 when out of
+   (rows x K x num_features) by trees first..last - 1: tree t adds to class t mod K, only for
+   records whose explain[r] is -1 or that class. `largest`: forestops_treeshap_layout's answer. Returns 0, or -1 when out of
    memory. */
 int forestops_treeshap(const int32_t *parent, const int32_t *earlier, const int32_t *edge,
                        const uint8_t *is_left, const double *z, const double *value,
                        const int32_t *split, const double *threshold, const uint8_t *decision,
                        const int32_t *starts, const int32_t *inner, const int32_t *points,
-                       size_t trees, size_t K, int32_t largest, const double *quad_t,
+                       size_t first, size_t last, size_t K, int32_t largest, const double *quad_t,
                        const double *quad_w,
                        const double *X, size_t rows, size_t num_features, const int32_t *explain,
                        double *out) {
@@ -251,7 +251,7 @@ int forestops_treeshap(const int32_t *parent, const int32_t *earlier, const int3
     return -1;
   }
   for (size_t r = 0; r < rows; r++) {
-    for (size_t tree = 0; tree < trees; tree++) {
+    for (size_t tree = first; tree < last; tree++) {
       const size_t k = tree % K;
       if (points[tree] == 0 || (explain[r] >= 0 && (size_t)explain[r] != k)) continue;
       const size_t base = (size_t)starts[tree] + tree;

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import subprocess
 import tempfile
 import threading
-from functools import cache
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,8 +73,7 @@ def _kernel_cached(compiler: str) -> ctypes.CDLL:
     kernel.forestops_treeshap.restype = ctypes.c_int
     kernel.forestops_treeshap.argtypes = [
         *[_POINTER] * 12,
-        size,
-        size,
+        *[size] * 3,  # first, last, classes
         count,
         _POINTER,
         _POINTER,
@@ -83,6 +84,13 @@ def _kernel_cached(compiler: str) -> ctypes.CDLL:
         _POINTER,
     ]
     return kernel
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    """Threads shared by every explanation in the process: one record's halves must not wait
+    for threads to be started."""
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="treeshap")
 
 
 def kernel(compiler: str = "cc") -> ctypes.CDLL:
@@ -148,40 +156,71 @@ class TreeShap:
             )
         self.quadrature = _quadrature()
 
-    def contributions(self, matrix: np.ndarray, only: np.ndarray | None = None) -> np.ndarray:
+    def contributions(
+        self, matrix: np.ndarray, only: np.ndarray | None = None, threads: int = 1
+    ) -> np.ndarray:
         """(rows, classes, columns + 1) like `pred_contrib` reshaped, the base value last; with
-        `only` (a class position per row) the other classes are NaN."""
-        rows = len(matrix)
+        `only` (a class position per row) the other classes are NaN.
+
+        `threads` (0: every core) share the rows, or one record's trees: the kernel releases the
+        GIL, and one record of a full-size champion is milliseconds of work.
+        """
+        rows, trees = len(matrix), len(self.points)
         features = np.ascontiguousarray(matrix, dtype=np.float64)
         explain = (
             np.full(rows, -1, dtype=np.int32)
             if only is None
             else np.ascontiguousarray(only, dtype=np.int32)
         )
-        contributions = np.zeros((rows, self.classes, self.num_features))
-        failed = self.kernel.forestops_treeshap(
-            *(array.ctypes.data for array in self.layout.values()),
-            self.starts.ctypes.data,
-            self.inner.ctypes.data,
-            self.points.ctypes.data,
-            len(self.points),
-            self.classes,
-            self.largest,
-            *(table.ctypes.data for table in self.quadrature),
-            features.ctypes.data,
-            rows,
-            self.num_features,
-            explain.ctypes.data,
-            contributions.ctypes.data,
-        )
-        if failed:
-            raise MemoryError("the TreeSHAP kernel could not allocate its work space")
+        workers = threads if threads > 0 else os.cpu_count() or 1
+        if workers <= 1 or rows == 0:
+            contributions = self._run(features, explain, 0, trees)
+        elif rows >= workers:
+            bounds = np.linspace(0, rows, workers + 1).astype(int).tolist()
+            contributions = np.concatenate(
+                list(
+                    _pool().map(
+                        lambda start, stop: self._run(
+                            features[start:stop], explain[start:stop], 0, trees
+                        ),
+                        bounds[:-1],
+                        bounds[1:],
+                    )
+                )
+            )
+        else:
+            bounds = np.linspace(0, trees, workers + 1).astype(int).tolist()
+            parts = _pool().map(partial(self._run, features, explain), bounds[:-1], bounds[1:])
+            contributions = np.sum(list(parts), axis=0)
         out = np.empty((rows, self.classes, self.num_features + 1))
         out[:, :, : self.num_features] = contributions
         out[:, :, self.num_features] = self.base
         if only is not None:
             out[np.arange(self.classes)[None, :] != explain[:, None]] = np.nan
         return out
+
+    def _run(self, features: np.ndarray, explain: np.ndarray, first: int, last: int) -> np.ndarray:
+        """The kernel over trees first..last - 1: (rows, classes, columns), no base."""
+        contributions = np.zeros((len(features), self.classes, self.num_features))
+        failed = self.kernel.forestops_treeshap(
+            *(array.ctypes.data for array in self.layout.values()),
+            self.starts.ctypes.data,
+            self.inner.ctypes.data,
+            self.points.ctypes.data,
+            first,
+            last,
+            self.classes,
+            self.largest,
+            *(table.ctypes.data for table in self.quadrature),
+            features.ctypes.data,
+            len(features),
+            self.num_features,
+            explain.ctypes.data,
+            contributions.ctypes.data,
+        )
+        if failed:
+            raise MemoryError("the TreeSHAP kernel could not allocate its work space")
+        return contributions
 
 
 def _tree_arrays(tree: dict[str, str]) -> tuple[dict[str, np.ndarray], float]:

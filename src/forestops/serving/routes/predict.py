@@ -137,7 +137,12 @@ async def predict(
     if explaining:
         every = explain == "all"
         explanation = await anyio.to_thread.run_sync(
-            partial(explain_with.explain, *arrays, only=None if every else labels)
+            partial(
+                explain_with.explain,
+                *arrays,
+                threads=settings.inference_threads,
+                only=None if every else labels,
+            )
         )
         explained(predictions, explanation, labels, every=every)
     return Response(answer_body(served, predictions), media_type="application/json")
@@ -199,7 +204,8 @@ async def predict_csv(
         _log_records(service.prediction_logger, None, served, arrays, probabilities, started)
         if explain == "false":
             return render_csv(parsed, probabilities)
-        cells = csv_cells(explain_with.explain(*arrays, only=labels), labels)
+        explanation = explain_with.explain(*arrays, threads=settings.inference_threads, only=labels)
+        cells = csv_cells(explanation, labels)
         return render_csv(parsed, probabilities, CSV_COLUMNS, cells)
 
     try:
