@@ -63,7 +63,7 @@ static inline void store(double *to, Lanes v) { memcpy(to, &v, sizeof v); }
 
 /* One tree for record x into phi: internal nodes in slots 1..inner (preorder), leaves in
    inner + 1..size. Its points come in `chunks` groups of LANES (the last padded with weight 0);
-   work holds 4 (inner + 1) chunks LANES doubles, p size + 1, left_taken inner + 1. A leaf needs neither its own A nor
+   work holds 4 (inner + 1) chunks LANES doubles, p and left_taken inner + 1. A leaf needs neither its own A nor
    1 / g: its integral is value * the sum of w A_parent / g_earlier. Written in GCC vector types,
    inlined once per chunk count (EXPLAINS): each node's points are a few vector operations. */
 static inline __attribute__((always_inline)) void explain_tree(
@@ -82,12 +82,11 @@ static inline __attribute__((always_inline)) void explain_tree(
   }
   for (int32_t i = 1; i <= inner; i++) /* each split's decision, once */
     left_taken[i] = (uint8_t)goes_left(x[l->split[i]], l->threshold[i], l->decision[i]);
-  p[0] = 1.0;
-  for (int32_t i = 2; i <= size; i++) /* 1 while every split on the edge's feature was taken */
-    p[i] = (double)(left_taken[l->parent[i]] == l->is_left[i]) * p[l->earlier[i]];
+  p[0] = 1.0; /* p: 1 while every split on the edge's feature down to the node was taken */
   for (int32_t i = 2; i <= inner; i++) {
     const int32_t up = l->parent[i], before = l->earlier[i];
-    const double z = l->z[i], pi = p[i];
+    const double z = l->z[i], pi = (double)(left_taken[up] == l->is_left[i]) * p[before];
+    p[i] = pi;
     for (int c = 0; c < chunks; c++) {
       const Lanes g = z + (pi - z) * at[c];
       store(G + i * n + c * LANES, 1.0 / g);
@@ -99,7 +98,8 @@ static inline __attribute__((always_inline)) void explain_tree(
   }
   for (int32_t i = inner + 1; i <= size; i++) {
     const int32_t up = l->parent[i], before = l->earlier[i];
-    const double z = l->z[i], pi = p[i], value = l->value[i];
+    const double z = l->z[i], value = l->value[i];
+    const double pi = (double)(left_taken[up] == l->is_left[i]) * p[before];
     Lanes sum = {};
     for (int c = 0; c < chunks; c++) {
       const Lanes a = load(A + up * n + c * LANES) * load(G + before * n + c * LANES);

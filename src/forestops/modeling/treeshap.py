@@ -25,15 +25,17 @@ differs from the booster's by more than `TOLERANCE`, the explainer stays on `pre
 from __future__ import annotations
 
 import ctypes
+import itertools
 import math
 import os
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -48,6 +50,7 @@ TOLERANCE = 1e-9  # largest difference from pred_contrib, in raw-score units, th
 _FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 _compiling = threading.Lock()
 _POINTER = ctypes.c_void_p
+T = TypeVar("T")
 
 
 class KernelUnavailable(RuntimeError):
@@ -84,6 +87,12 @@ def _kernel_cached(compiler: str) -> ctypes.CDLL:
         _POINTER,
     ]
     return kernel
+
+
+def _shared(work: Callable[[T], np.ndarray], pieces: list[T]) -> list[np.ndarray]:
+    """`work` on every piece, the first in this thread while the pool's threads take the rest."""
+    pending = [_pool().submit(work, piece) for piece in pieces[1:]]
+    return [work(pieces[0]), *(future.result() for future in pending)]
 
 
 @cache
@@ -177,21 +186,15 @@ class TreeShap:
             contributions = self._run(features, explain, 0, trees)
         elif rows >= workers:
             bounds = np.linspace(0, rows, workers + 1).astype(int).tolist()
-            contributions = np.concatenate(
-                list(
-                    _pool().map(
-                        lambda start, stop: self._run(
-                            features[start:stop], explain[start:stop], 0, trees
-                        ),
-                        bounds[:-1],
-                        bounds[1:],
-                    )
-                )
-            )
+            slices = [slice(a, b) for a, b in itertools.pairwise(bounds)]
+            parts = _shared(lambda rows: self._run(features[rows], explain[rows], 0, trees), slices)
+            contributions = np.concatenate(parts)
         else:
             bounds = np.linspace(0, trees, workers + 1).astype(int).tolist()
-            parts = _pool().map(partial(self._run, features, explain), bounds[:-1], bounds[1:])
-            contributions = np.sum(list(parts), axis=0)
+            ranges = list(itertools.pairwise(bounds))
+            contributions = np.sum(
+                _shared(lambda r: self._run(features, explain, *r), ranges), axis=0
+            )
         out = np.empty((rows, self.classes, self.num_features + 1))
         out[:, :, : self.num_features] = contributions
         out[:, :, self.num_features] = self.base
