@@ -69,6 +69,7 @@ def _champion(root: Path, dataset: Path, model_name: str, *, explained: bool) ->
                 ForestCoverModel(pipeline),
                 evaluation[list(contract.FEATURE_NAMES)],
                 settings.train_seed,
+                settings.inference_compiler,
             )
     MlflowClient(settings.mlflow_tracking_uri).set_tag(run_id, TAG_MAX_BATCH_ID, "1")
     return Champion(settings, run_id)

@@ -20,9 +20,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from forestops.config import Settings
+from forestops.modeling.package import random_records
 from forestops.modeling.tracking import TAG_COMPILED_FOREST
 from forestops.pipeline.train import train
-from forestops.serving.compiled_forest import TOLERANCE, ForestCompiler, random_records
+from forestops.serving.compiled_forest import TOLERANCE, ForestCompiler
 from forestops.serving.holder import ModelHolder
 from forestops.serving.predictor import make_predictor
 from forestops.serving.shipped_forest import ARTIFACT_ROOT, MANIFEST, platform_key

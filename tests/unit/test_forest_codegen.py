@@ -13,14 +13,9 @@ import lightgbm
 import numpy as np
 import pytest
 
+from forestops.modeling.lightgbm_text import Forest, UnsupportedModel, parse_model
 from forestops.serving.compiled_forest import build_library, load_forest
-from forestops.serving.forest_codegen import (
-    Forest,
-    UnsupportedModel,
-    forest_source,
-    parse_model,
-    ranked_thresholds,
-)
+from forestops.serving.forest_codegen import forest_source, ranked_thresholds
 from support.lightgbm_models import CLASSES, probe_rows, trained, with_decision_type
 
 

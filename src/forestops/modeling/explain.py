@@ -30,10 +30,9 @@ import numpy as np
 from forestops import contract
 from forestops.modeling import treeshap
 from forestops.modeling.features import frame_to_arrays
-from forestops.modeling.package import input_example
+from forestops.modeling.lightgbm_text import UnsupportedModel
+from forestops.modeling.package import input_example, random_records
 from forestops.modeling.treeshap import TreeShap
-from forestops.serving.compiled_forest import random_records
-from forestops.serving.forest_codegen import UnsupportedModel
 
 if TYPE_CHECKING:
     from lightgbm import Booster

@@ -107,6 +107,18 @@ def input_example() -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
+def random_records(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Valid records drawn uniformly over the contract's integer ranges and category codes: what
+    a compiled forest or explainer is checked against its booster on."""
+    rng = np.random.default_rng(seed)
+    low = np.array([f.minimum for f in contract.NUMERIC_FEATURES])
+    high = np.array([f.maximum for f in contract.NUMERIC_FEATURES])
+    numeric = rng.integers(low, high + 1, size=(rows, len(low))).astype(np.float64)
+    area = rng.integers(0, len(contract.WILDERNESS_AREAS), rows)
+    soil = rng.integers(0, len(contract.SOIL_TYPES), rows)
+    return numeric, area, soil
+
+
 # What unpickling a ForestCoverModel imports of forestops (package.py, the encoder, the contract):
 # shipped inside the model as its `code` so it loads where forestops is not installed, from its
 # own requirements alone. Nothing else of forestops is (the settings, the serving stack...).

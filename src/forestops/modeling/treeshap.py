@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from forestops.serving.forest_codegen import parse_model
+from forestops.modeling.lightgbm_text import parse_model
 
 if TYPE_CHECKING:
     from lightgbm import Booster

@@ -99,9 +99,11 @@ def _dependence_figure(
     return figure
 
 
-def log_global_explanation(model: ForestCoverModel, features: pd.DataFrame, seed: int) -> None:
+def log_global_explanation(
+    model: ForestCoverModel, features: pd.DataFrame, seed: int, compiler: str
+) -> None:
     """Log the candidate's global explanation to the active run (or why there is none)."""
-    explainer, why_not = explainer_for(model)
+    explainer, why_not = explainer_for(model, compiler)
     if explainer is None:
         mlflow.set_tag(TAG_EXPLANATION, f"none: {why_not}")
         return

@@ -87,7 +87,7 @@ def reliance_shift(
     python_model = model.unwrap_python_model()
     if not isinstance(python_model, ForestCoverModel):
         return _skipped(f"the champion is a {type(python_model).__name__}, not a forestops model")
-    explainer, why_not = explainer_for(python_model)
+    explainer, why_not = explainer_for(python_model, settings.inference_compiler)
     if explainer is None:
         return _skipped(f"the champion cannot be explained: {why_not}")
     from mlflow.tracking import MlflowClient

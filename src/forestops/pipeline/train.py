@@ -368,7 +368,9 @@ def _run_candidate(
         )
         mlflow.log_dict(evaluation.report, "classification_report.json")
         mlflow.log_text(report_text(evaluation), "classification_report.txt")
-        log_global_explanation(model, split.eval_features, settings.train_seed)
+        log_global_explanation(
+            model, split.eval_features, settings.train_seed, settings.inference_compiler
+        )
         info = log_forest_model(fitted.pipeline, name=MODEL_ARTIFACT)
         digest, signature = sign_logged_model(settings, client, info.model_id)
         record_signature(

@@ -41,12 +41,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from forestops import contract
-from forestops.serving.forest_codegen import (
-    CODEGEN_VERSION,
-    ENTRY_POINT,
-    UnsupportedModel,
-    forest_source,
-)
+from forestops.modeling.lightgbm_text import UnsupportedModel
+from forestops.modeling.package import random_records
+from forestops.serving.forest_codegen import CODEGEN_VERSION, ENTRY_POINT, forest_source
 
 if TYPE_CHECKING:
     from forestops.serving.predictor import Predict
@@ -202,17 +199,6 @@ def max_difference(reference: Predict, candidate: Predict, rows: int, seed: int 
     if not np.isfinite(answered).all() or not np.allclose(answered.sum(axis=1), 1.0, atol=1e-6):
         raise ValueError("probabilities are not finite or do not sum to 1")
     return float(np.abs(expected - answered).max())
-
-
-def random_records(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Valid records drawn uniformly over the contract's integer ranges and category codes."""
-    rng = np.random.default_rng(seed)
-    low = np.array([f.minimum for f in contract.NUMERIC_FEATURES])
-    high = np.array([f.maximum for f in contract.NUMERIC_FEATURES])
-    numeric = rng.integers(low, high + 1, size=(rows, len(low))).astype(np.float64)
-    area = rng.integers(0, len(contract.WILDERNESS_AREAS), rows)
-    soil = rng.integers(0, len(contract.SOIL_TYPES), rows)
-    return numeric, area, soil
 
 
 def build_library(

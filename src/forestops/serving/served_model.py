@@ -26,7 +26,9 @@ class ServedModel:
     path: Path
     runtime: Runtime
     runtime_note: str | None = None  # why a LightGBM model is not (yet) served compiled
-    explainer: Explainer | None = None  # `?explain=` answers (always the booster's TreeSHAP)
+    explainer: Explainer | None = (
+        None  # `?explain=` answers (compiled TreeSHAP, whatever `runtime`)
+    )
     unexplainable: str | None = None  # why there is no explainer
 
 
