@@ -61,6 +61,41 @@ def test_deep_trees_splitting_on_the_same_features_again_and_again() -> None:
     assert np.abs(got.sum(axis=2) - raw).max() <= 1e-9
 
 
+def staircase(features: int) -> lightgbm.Booster:
+    """Trees whose deepest path splits on ~`features` distinct features, one after another:
+    row k has its first k features 1, the rest 0, and the class k mod 3."""
+    steps = np.arange(features + 1).repeat(3)
+    matrix = (np.arange(features)[None, :] < steps[:, None]).astype(np.float64)
+    params = {
+        "objective": "multiclass",
+        "num_class": 3,
+        "num_leaves": 200,
+        "min_data_in_leaf": 1,
+        "min_sum_hessian_in_leaf": 0,
+        "min_data_in_bin": 1,
+        "verbose": -1,
+    }
+    return lightgbm.train(params, lightgbm.Dataset(matrix, steps % 3, params=params), 2)
+
+
+def test_paths_through_dozens_of_distinct_features_use_every_quadrature_size() -> None:
+    """Up to 64 distinct features a path (32 points, 8 chunks of the kernel's lanes). There the
+    kernel is exact where LightGBM is not: LightGBM's TreeSHAP (EXTEND/UNWIND) loses precision
+    on 50-feature paths (its contributions miss the raw score by ~1e-4 here), so the kernel is
+    held to additivity and to its own answer with more points, and to LightGBM's only loosely."""
+    booster = staircase(80)
+    shap = TreeShap(booster)
+    assert shap.points.max() > 24  # paths of 49+ distinct features: chunk counts 7 and 8
+    matrix = np.tril(np.ones((81, 80)), -1)  # every step of the staircase
+    got = shap.contributions(matrix)
+    raw = booster.predict(matrix, raw_score=True)
+    assert np.abs(got.sum(axis=2) - raw).max() <= EXACT
+    shap.points[shap.points > 2] = 32  # more points than needed changes nothing but rounding
+    assert np.abs(shap.contributions(matrix) - got).max() <= EXACT
+    lightgbms = np.asarray(booster.predict(matrix, pred_contrib=True)).reshape(got.shape)
+    assert np.abs(got - lightgbms).max() <= 1e-3
+
+
 def test_single_leaf_trees_only_move_the_base() -> None:
     text = trained(rows=200, min_data_in_leaf=150)  # too few rows to split: every tree one leaf
     assert "num_leaves=1\n" in text

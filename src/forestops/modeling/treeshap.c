@@ -135,9 +135,12 @@ typedef void (*Explain)(const Layout *, int32_t, int32_t, const double *, const 
                           uint8_t *left_taken, double *phi) {                              \
     explain_tree(l, inner, size, x, t, w, work, p, left_taken, phi, C);                    \
   }
-EXPLAIN(1) EXPLAIN(2) EXPLAIN(3) EXPLAIN(4)
-static const Explain EXPLAINS[MAX_POINTS / LANES + 1] = {NULL, explain_1, explain_2, explain_3,
-                                                         explain_4};
+EXPLAIN(1) EXPLAIN(2) EXPLAIN(3) EXPLAIN(4) EXPLAIN(5) EXPLAIN(6) EXPLAIN(7) EXPLAIN(8)
+/* By chunk count: every count up to MAX_POINTS / LANES, as the layout admits paths of up to
+   2 MAX_POINTS distinct features. */
+static const Explain EXPLAINS[MAX_POINTS / LANES + 1] = {
+    NULL, explain_1, explain_2, explain_3, explain_4, explain_5, explain_6, explain_7, explain_8};
+_Static_assert(MAX_POINTS / LANES == 8, "one EXPLAIN per chunk count");
 
 typedef struct {
   int32_t node, up, up_node;
