@@ -245,5 +245,43 @@ def test_a_model_without_exact_contributions_refuses_to_explain_and_still_predic
             upload = {"file": ("s.csv", frame.iloc[:2].to_csv(index=False).encode(), "text/csv")}
             assert app.post("/predict/csv?explain=true", files=upload).status_code == 422
             assert app.post("/predict", json=records).status_code == 200
+            assert app.get("/metadata").json()["explanations"] == "none"
     finally:
         linear_holder.stop()
+
+
+def test_the_kernel_is_built_on_the_first_explanation_and_lightgbm_answers_until_then(
+    store: ChampionStore, frame: pd.DataFrame
+) -> None:
+    """A replica asked only for predictions never lays out the kernel (seconds of CPU after
+    every promotion); the first `?explain=` starts it and is answered by LightGBM's pred_contrib,
+    the same numbers the kernel gives once `/metadata` says it answers."""
+    fresh = ModelHolder(store.settings)
+    fresh.start()
+    try:
+        with TestClient(create_app(store.settings, fresh)) as app:
+            records = _records(frame.iloc[:20])
+            assert app.post("/predict", json=records).status_code == 200
+            served = fresh.current
+            assert served is not None and served.explainer is not None
+            assert served.explainer.warmup is None
+            assert app.get("/metadata").json()["explanations"] == "lightgbm"
+            first = app.post("/predict?explain=all", json=records)
+            assert first.status_code == 200
+            assert served.explainer.warmup is not None
+            served.explainer.warmup.join(120)
+            assert app.get("/metadata").json()["explanations"] == "compiled"
+            second = app.post("/predict?explain=all", json=records)
+            for before, after in zip(
+                first.json()["predictions"], second.json()["predictions"], strict=True
+            ):
+                for explanation, kernel in zip(
+                    before["explanations"], after["explanations"], strict=True
+                ):
+                    assert kernel["base_value"] == pytest.approx(
+                        explanation["base_value"], abs=1e-12
+                    )
+                    for name, value in explanation["contributions"].items():
+                        assert kernel["contributions"][name] == pytest.approx(value, abs=1e-9)
+    finally:
+        fresh.stop()

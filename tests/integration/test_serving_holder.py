@@ -248,18 +248,19 @@ def test_cache_keeps_only_the_served_and_previous_models(
     assert cached == {store.run_b, third}
 
 
-def test_a_swap_keeps_only_the_explainer_warmups_still_running(
+def test_a_swap_leaves_the_explanation_kernel_for_the_first_explanation(
     store: ChampionStore, tmp_path: Path
 ) -> None:
-    # Every swap starts a warm-up thread; a replica that lives long swaps many times, and the
-    # finished threads of earlier swaps must not pile up in the holder.
+    # Laying out the TreeSHAP kernel is seconds of CPU for a full-size champion: a swap must not
+    # start it (the predictions right after a promotion would pay), the first `?explain=` does.
     holder = ModelHolder(_settings(store, tmp_path, "warmed"))
     try:
-        for run_id in (store.run_a, store.run_b, store.run_a):
+        for run_id in (store.run_a, store.run_b):
             store.register(run_id, "warmed")
             assert holder.refresh("api").reloaded
-            assert len(holder._warmups) == 1  # this swap's: the earlier ones had finished
-            holder._warmups[0].join()
+            assert holder.current is not None and holder.current.explainer is not None
+            assert holder.current.explainer.warmup is None
+            assert holder.current.explainer.method == "lightgbm"
     finally:
         holder.stop()
 
@@ -278,8 +279,6 @@ def test_a_swap_freezes_the_heap_and_the_next_one_frees_the_replaced_model(
         replaced = weakref.ref(holder.current.model)
         store.register(store.run_b, "settled")
         assert holder.refresh("api").reloaded
-        for warmup in holder._warmups:
-            warmup.join()
         gc.collect()
         assert replaced() is None
         assert gc.get_freeze_count() > 0

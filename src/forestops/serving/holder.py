@@ -63,7 +63,6 @@ class ModelHolder:
         self._first_refresh = threading.Event()
         self._thread: threading.Thread | None = None
         self._accelerator = ForestAccelerator(settings, self._update)
-        self._warmups: list[threading.Thread] = []
 
     # --- state ----------------------------------------------------------------------------------
     @property
@@ -92,8 +91,9 @@ class ModelHolder:
         self._accelerator.cancel()
         if self._thread is not None:
             self._thread.join(timeout)
-        for warmup in self._warmups:
-            warmup.join(timeout)
+        current = self.current
+        if current is not None and current.explainer is not None and current.explainer.warmup:
+            current.explainer.warmup.join(timeout)  # a kernel still being built for `?explain=`
 
     def _run(self) -> None:
         self.refresh("startup")
@@ -158,7 +158,6 @@ class ModelHolder:
         self.problem = self.refusal = None
         self.cache.remember(candidate.path)
         log.info("%s answers with the %s runtime", describe(candidate.ref), candidate.runtime)
-        self._prepare_explainer(candidate)
         heap.settle()
 
     def _load_last_good(self) -> None:
@@ -175,22 +174,7 @@ class ModelHolder:
             return
         self.problem = f"serving cached {describe(ref)}; tracking server not confirmed yet"
         self._accelerator.start(self.current)
-        self._prepare_explainer(self.current)
         heap.settle()
-
-    def _prepare_explainer(self, served: ServedModel) -> None:
-        """Build the explainer's compiled kernel now, off the request path: the model serves
-        predictions meanwhile, and an `?explain=` request that comes first waits for them.
-
-        Not a daemon thread, and joined by `stop`: at interpreter exit a daemon thread still
-        inside LightGBM's C++ while its static objects are destroyed crashes the process. Only
-        the warm-ups still running are kept: a replica swaps models for as long as it lives.
-        """
-        explainer = served.explainer
-        if explainer is not None:
-            thread = threading.Thread(target=lambda: explainer.fast, name="explainer")
-            self._warmups = [*(warmup for warmup in self._warmups if warmup.is_alive()), thread]
-            thread.start()
 
     def _update(self, served: ServedModel, changes: dict[str, Any]) -> None:
         """Change the served model's runtime, unless another model was swapped in meanwhile."""

@@ -187,6 +187,11 @@ class MetadataResponse(BaseModel):
     runtime_note: str | None = Field(
         description="Why a LightGBM model is not served compiled (null otherwise)"
     )
+    explanations: Literal["none", "lightgbm", "compiled"] = Field(
+        description="What answers `?explain=`: nothing (the model has no exact contributions), "
+        "LightGBM's pred_contrib (until the first explanation has had the compiled TreeSHAP "
+        "kernel built, or where it cannot be), or that kernel (the same numbers, faster)"
+    )
     refused: str | None = Field(
         description="Why the registry's current choice is not the model served (it failed its "
         "integrity check or smoke test; null otherwise)"

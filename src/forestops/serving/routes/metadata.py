@@ -52,5 +52,6 @@ async def metadata(service: ServiceDep) -> MetadataResponse:
         classes=_CLASSES,
         runtime=served.runtime,
         runtime_note=served.runtime_note,
+        explanations="none" if served.explainer is None else served.explainer.method,
         refused=redact_text(holder.refusal) if holder.refusal else None,
     )

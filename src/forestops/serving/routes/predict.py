@@ -142,6 +142,7 @@ async def predict(
                 *arrays,
                 threads=settings.inference_threads,
                 only=None if every else labels,
+                wait=False,  # LightGBM's pred_contrib until the kernel is built
             )
         )
         explained(predictions, explanation, labels, every=every)
@@ -204,7 +205,9 @@ async def predict_csv(
         _log_records(service.prediction_logger, None, served, arrays, probabilities, started)
         if explain == "false":
             return render_csv(parsed, probabilities)
-        explanation = explain_with.explain(*arrays, threads=settings.inference_threads, only=labels)
+        explanation = explain_with.explain(
+            *arrays, threads=settings.inference_threads, only=labels, wait=False
+        )
         cells = csv_cells(explanation, labels)
         return render_csv(parsed, probabilities, CSV_COLUMNS, cells)
 
