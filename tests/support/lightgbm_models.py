@@ -10,6 +10,7 @@ import numpy as np
 
 CLASSES = 7
 FEATURES = 4
+K_ZERO_THRESHOLD = 1.0000000180025095e-35  # LightGBM's kZeroThreshold (1e-35f): |value| <= it reads as 0
 
 
 def trained(rows: int = 3000, seed: int = 0, **params: object) -> str:
@@ -40,14 +41,15 @@ def with_decision_type(model_text: str, decision_type: int) -> str:
 
 
 def probe_rows(model_text: str) -> np.ndarray:
-    """Random rows plus rows holding every threshold exactly, NaN, zero and +-1e-36 per feature."""
+    """Random rows plus rows holding every threshold exactly, NaN, zero, +-1e-36 and
+    +-kZeroThreshold per feature."""
     rng = np.random.default_rng(1)
     thresholds = [
         float(v)
         for line in re.findall(r"^threshold=(.*)$", model_text, flags=re.MULTILINE)
         for v in line.split()
     ]
-    specials = [np.nan, 0.0, -0.0, 1e-36, -1e-36, *thresholds]
+    specials = [np.nan, 0.0, -0.0, 1e-36, -1e-36, K_ZERO_THRESHOLD, -K_ZERO_THRESHOLD, *thresholds]
     rows = [rng.normal(size=(500, FEATURES))]
     for feature in range(FEATURES):
         block = rng.normal(size=(len(specials), FEATURES))
