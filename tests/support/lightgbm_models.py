@@ -10,7 +10,9 @@ import numpy as np
 
 CLASSES = 7
 FEATURES = 4
-K_ZERO_THRESHOLD = 1.0000000180025095e-35  # LightGBM's kZeroThreshold (1e-35f): |value| <= it reads as 0
+K_ZERO_THRESHOLD = (
+    1.0000000180025095e-35  # LightGBM's kZeroThreshold (1e-35f): |value| <= it reads as 0
+)
 
 
 def trained(rows: int = 3000, seed: int = 0, **params: object) -> str:
