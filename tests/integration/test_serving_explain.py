@@ -20,13 +20,14 @@ from forestops import contract
 from forestops.modeling.explain import Explainer
 from forestops.modeling.features import ContractEncoder, frame_to_arrays
 from forestops.serving.app import create_app
+from forestops.serving.dependencies import service_state
 from forestops.serving.holder import ModelHolder
 from support.champion import ChampionStore, champion_store, log_candidate, read_rows
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> ChampionStore:
-    return champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
+    return champion_store(tmp_path_factory.getbasetemp() / "explain-store", dataset_path)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,38 @@ def test_explain_all_explains_every_class(
         total = explanation["base_value"] + sum(explanation["contributions"].values())
         assert abs(total - lightgbm_view["raw"][0, class_id]) < 1e-6
     assert explanations[prediction["cover_type"]] == prediction["explanation"]
+
+
+@pytest.mark.parametrize("explain", ["true", "all"])
+def test_an_explanation_is_answered_in_front_of_the_router_byte_for_byte_as_the_route(
+    store: ChampionStore,
+    holder: ModelHolder,
+    client: TestClient,
+    frame: pd.DataFrame,
+    lightgbm_view: dict[str, Any],
+    explain: str,
+) -> None:
+    """`?explain=true|all` on a few records is answered by `serving.fast_predict` (it still
+    answers with the route's own dependency broken); any other query reaches the route, and both
+    give the same bytes (the kernel is built: `lightgbm_view` waited for it)."""
+    records = _records(frame.iloc[:3])
+    headers = {"X-Request-ID": "same-request"}
+    app = create_app(store.settings, holder)
+
+    def broken() -> None:
+        raise RuntimeError("the route was called")
+
+    app.dependency_overrides[service_state] = broken
+    with TestClient(app, raise_server_exceptions=False) as broken_route:
+        fast = broken_route.post(f"/predict?explain={explain}", json=records, headers=headers)
+        assert (
+            broken_route.post(f"/predict?explain={explain}&via=router", json=records).status_code
+            == 500
+        )
+    routed = client.post(f"/predict?explain={explain}&via=router", json=records, headers=headers)
+    assert fast.status_code == routed.status_code == 200
+    assert fast.content == routed.content
+    assert "explanation" in fast.json()["predictions"][0]
 
 
 def test_contract_features_get_exactly_their_columns_contributions(

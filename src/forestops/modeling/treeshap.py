@@ -164,6 +164,8 @@ class TreeShap:
                 f"a path has more than {2 * MAX_POINTS} distinct features, or memory ran out"
             )
         self.quadrature = _quadrature()
+        # A tree's work: its slots times its vectors of points (treeshap.c's chunks of 4).
+        self.cost = np.diff(starts) * ((self.points + 3) // 4)
 
     def contributions(
         self, matrix: np.ndarray, only: np.ndarray | None = None, threads: int = 1
@@ -190,8 +192,7 @@ class TreeShap:
             parts = _shared(lambda rows: self._run(features[rows], explain[rows], 0, trees), slices)
             contributions = np.concatenate(parts)
         else:
-            bounds = np.linspace(0, trees, workers + 1).astype(int).tolist()
-            ranges = list(itertools.pairwise(bounds))
+            ranges = list(itertools.pairwise(self._tree_bounds(explain, workers)))
             contributions = np.sum(
                 _shared(lambda r: self._run(features, explain, *r), ranges), axis=0
             )
@@ -201,6 +202,16 @@ class TreeShap:
         if only is not None:
             out[np.arange(self.classes)[None, :] != explain[:, None]] = np.nan
         return out
+
+    def _tree_bounds(self, explain: np.ndarray, workers: int) -> list[int]:
+        """Tree ranges of about equal work for the classes asked (`explain`, -1: every class):
+        a split by tree count leaves one thread waiting on the other's deeper trees."""
+        cost = self.cost
+        if (explain >= 0).all():
+            cost = np.where(np.isin(np.arange(len(cost)) % self.classes, explain), cost, 0)
+        cumulative = np.cumsum(cost)
+        shares = cumulative[-1] * np.arange(1, workers) / workers
+        return [0, *np.searchsorted(cumulative, shares).tolist(), len(cost)]
 
     def _run(self, features: np.ndarray, explain: np.ndarray, first: int, last: int) -> np.ndarray:
         """The kernel over trees first..last - 1: (rows, classes, columns), no base."""

@@ -35,6 +35,8 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from forestops import contract
+from forestops.config import Settings
+from forestops.modeling.explain import Explainer
 from forestops.serving.csv_io import CsvRejected, TooManyRows, parse_csv, render_csv
 from forestops.serving.decode import Arrays
 from forestops.serving.dependencies import ServiceDep, ServiceState, served_model
@@ -135,18 +137,31 @@ async def predict(
     request_id = request.headers.get("x-request-id")
     labels, predictions = answered(service, served, arrays, probabilities, request_id, started)
     if explaining:
-        every = explain == "all"
-        explanation = await anyio.to_thread.run_sync(
-            partial(
-                explain_with.explain,
-                *arrays,
-                threads=settings.inference_threads,
-                only=None if every else labels,
-                wait=False,  # LightGBM's pred_contrib until the kernel is built
-            )
-        )
-        explained(predictions, explanation, labels, every=every)
+        await explain_into(predictions, explain_with, arrays, labels, explain, settings)
     return Response(answer_body(served, predictions), media_type="application/json")
+
+
+async def explain_into(
+    predictions: list[dict[str, Any]],
+    explain_with: Explainer,
+    arrays: Arrays,
+    labels: np.ndarray,
+    explain: str,
+    settings: Settings,
+) -> None:
+    """Add `explain`'s ("true" or "all") explanations to an answer's predictions: in the thread
+    pool, as they are milliseconds of work (the kernel shares them over INFERENCE_THREADS)."""
+    every = explain == "all"
+    explanation = await anyio.to_thread.run_sync(
+        partial(
+            explain_with.explain,
+            *arrays,
+            threads=settings.inference_threads,
+            only=None if every else labels,
+            wait=False,  # LightGBM's pred_contrib until the kernel is built
+        )
+    )
+    explained(predictions, explanation, labels, every=every)
 
 
 def answered(
