@@ -5,6 +5,8 @@ leaf-wise trees. Each case compiles the real kernel with the system C compiler."
 
 from __future__ import annotations
 
+import itertools
+
 import lightgbm
 import numpy as np
 import pytest
@@ -148,3 +150,23 @@ def test_threads_share_the_trees_of_one_record_or_the_records(model_text: str, r
             )
             assert shared.shape == alone.shape
             np.testing.assert_allclose(shared, alone, rtol=0, atol=EXACT)
+
+
+def test_one_records_trees_are_split_by_the_work_of_the_classes_asked() -> None:
+    """Each thread gets about the same work for the classes explained (a tree's slots times its
+    vectors of points), not the same number of trees: boosting's first trees are the largest."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 12))
+    y = ((X[:, :3].sum(axis=1) > 0) * 3 + (X[:, 3] > 0.5) + rng.integers(0, 2, 3000)) % CLASSES
+    settings = {"objective": "multiclass", "num_class": CLASSES, "num_leaves": 63}
+    settings |= {"min_gain_to_split": 2.0, "min_data_in_leaf": 5, "verbose": -1}
+    shap = TreeShap(lightgbm.train(settings, lightgbm.Dataset(X, y), num_boost_round=20))
+    work = np.diff(shap.starts) * ((shap.points + 3) // 4)
+    for asked in ([2], [0, 5], [-1]):
+        explain = np.array(asked, dtype=np.int32)
+        classes = np.arange(len(work)) % CLASSES
+        counted = work * (np.isin(classes, explain) | (explain < 0).any())
+        bounds = shap._tree_bounds(explain, 3)
+        assert bounds[0] == 0 and bounds[-1] == len(work) and bounds == sorted(bounds)
+        shares = [counted[a:b].sum() for a, b in itertools.pairwise(bounds)]
+        assert all(abs(share - counted.sum() / 3) <= counted.max() for share in shares), shares

@@ -164,8 +164,11 @@ class TreeShap:
                 f"a path has more than {2 * MAX_POINTS} distinct features, or memory ran out"
             )
         self.quadrature = _quadrature()
-        # A tree's work: its slots times its vectors of points (treeshap.c's chunks of 4).
-        self.cost = np.diff(starts) * ((self.points + 3) // 4)
+        # Per class k and tree t, the work of class k's trees up to t: a tree's work is its slots
+        # times its vectors of points (treeshap.c's chunks of 4).
+        cost = np.diff(starts) * ((self.points + 3) // 4)
+        of_class = np.arange(len(trees))[None, :] % self.classes == np.arange(self.classes)[:, None]
+        self.cumulative_cost = np.cumsum(np.where(of_class, cost, 0), axis=1)
 
     def contributions(
         self, matrix: np.ndarray, only: np.ndarray | None = None, threads: int = 1
@@ -206,12 +209,10 @@ class TreeShap:
     def _tree_bounds(self, explain: np.ndarray, workers: int) -> list[int]:
         """Tree ranges of about equal work for the classes asked (`explain`, -1: every class):
         a split by tree count leaves one thread waiting on the other's deeper trees."""
-        cost = self.cost
-        if (explain >= 0).all():
-            cost = np.where(np.isin(np.arange(len(cost)) % self.classes, explain), cost, 0)
-        cumulative = np.cumsum(cost)
+        asked = np.unique(explain)
+        cumulative = self.cumulative_cost[asked if asked[0] >= 0 else slice(None)].sum(axis=0)
         shares = cumulative[-1] * np.arange(1, workers) / workers
-        return [0, *np.searchsorted(cumulative, shares).tolist(), len(cost)]
+        return [0, *np.searchsorted(cumulative, shares).tolist(), len(cumulative)]
 
     def _run(self, features: np.ndarray, explain: np.ndarray, first: int, last: int) -> np.ndarray:
         """The kernel over trees first..last - 1: (rows, classes, columns), no base."""
