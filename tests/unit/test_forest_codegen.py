@@ -13,7 +13,12 @@ import lightgbm
 import numpy as np
 import pytest
 
-from forestops.modeling.lightgbm_text import Forest, UnsupportedModel, parse_model
+from forestops.modeling.lightgbm_text import (
+    Forest,
+    UnsupportedModel,
+    booster_forest,
+    parse_model,
+)
 from forestops.serving.compiled_forest import build_library, load_forest
 from forestops.serving.forest_codegen import forest_source, ranked_thresholds
 from support.lightgbm_models import CLASSES, probe_rows, trained, with_decision_type
@@ -86,6 +91,22 @@ def test_models_it_cannot_reproduce_are_refused() -> None:
     ).model_to_string()
     with pytest.raises(UnsupportedModel, match="not multiclass"):
         parse_model(binary)
+    bagged = {**settings, "boosting": "rf", "bagging_fraction": 0.5, "bagging_freq": 1}
+    forest = lightgbm.train(bagged, lightgbm.Dataset(X, y), num_boost_round=2).model_to_string()
+    with pytest.raises(UnsupportedModel, match="average_output"):
+        parse_model(forest)
+
+
+def test_a_boosters_forest_read_from_the_file_it_writes_is_the_forest_of_its_text(
+    model_text: str,
+) -> None:
+    """`booster_forest` (what the TreeSHAP kernel is laid out from) reads the model line by line
+    from a file instead of `model_to_string()`: the same header facts and trees."""
+    booster = lightgbm.Booster(model_str=model_text)
+    read = booster_forest(booster)
+    assert read == parse_model(booster.model_to_string())
+    assert read.num_class == CLASSES and len(read.trees) == booster.num_trees()
+    assert read.trees[0]["num_leaves"] == model_text.split("num_leaves=", 1)[1].split()[0]
 
 
 def test_splits_without_missing_values_test_ranks_not_double_constants(model_text: str) -> None:

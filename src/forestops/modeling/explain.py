@@ -165,10 +165,10 @@ class Explainer:
 
         `threads`: how many share the work (0: every core). `wait=False` (the service): until the
         kernel is built, LightGBM's `pred_contrib` answers and the kernel is built in the
-        background. Laying out and checking a full-data champion (3,465 trees) takes ~9 s of CPU
-        with the GIL held up to ~0.25 s at a stretch (the model text's decoding and splitting);
-        built at every swap it would slow a replica's predictions in the first seconds after each
-        promotion even where nobody asks for explanations, so it waits for the first one.
+        background. Laying out and checking a full-data champion (3,465 trees) takes seconds of
+        CPU, and a thread waiting for the GIL meanwhile is held up to tens of milliseconds at a
+        time; built at every swap it would slow a replica's predictions in the first seconds after
+        each promotion even where nobody asks for explanations, so it waits for the first one.
         """
         matrix = self.encode(numeric, area, soil)
         rows, columns = matrix.shape

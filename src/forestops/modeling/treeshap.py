@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from forestops.modeling.lightgbm_text import parse_model
+from forestops.modeling.lightgbm_text import booster_forest
 
 if TYPE_CHECKING:
     from lightgbm import Booster
@@ -122,7 +122,7 @@ class TreeShap:
     """One multiclass booster's trees laid out for the kernel (`forestops_treeshap_layout`)."""
 
     def __init__(self, booster: Booster, compiler: str = "cc") -> None:
-        forest = parse_model(booster.model_to_string())
+        forest = booster_forest(booster)
         self.classes = forest.num_class
         self.num_features = forest.num_features
         trees, expected = zip(*map(_tree_arrays, forest.trees), strict=True)
