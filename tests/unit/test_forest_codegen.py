@@ -109,12 +109,16 @@ def test_a_boosters_forest_read_from_the_file_it_writes_is_the_forest_of_its_tex
     assert read.trees[0]["num_leaves"] == model_text.split("num_leaves=", 1)[1].split()[0]
 
 
-def test_splits_without_missing_values_test_ranks_not_double_constants(model_text: str) -> None:
-    """A split of missing type None compares the row's rank against an integer (no threshold
-    constant in the tree's code); the thresholds live once, sorted, in the rank tables."""
+def test_trees_hold_no_double_constants(model_text: str) -> None:
+    """A split of missing type None compares the row's rank against an integer, and a leaf's value
+    is its bit pattern as an integer: no double constant in the trees' code (each would be a
+    constant-pool load per tree); the thresholds live once, sorted, in the rank tables."""
     text = with_decision_type(model_text, 0)
     source = forest_source(text, units=1)
-    assert "r[" in source.units[0] and "<= 0x" not in source.units[0]
+    assert "r[" in source.units[0]
+    assert not re.search(r"0x[0-9a-f.]+p[-+]?\d+", source.units[0])  # no C hex float
+    leaves = parse_model(text).trees[0]["leaf_value"].split()
+    assert all(f"{np.float64(v).view(np.uint64):#x}ULL" in source.units[0] for v in leaves)
     tables = ranked_thresholds(parse_model(text))
     assert all(values == sorted(set(values)) for values in tables)
     assert sum(map(len, tables)) > 0

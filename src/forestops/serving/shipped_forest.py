@@ -60,7 +60,7 @@ MANIFEST = "manifest.json"
 
 
 def platform_key() -> str:
-    """`<machine>-<libc><version>-g<generator version>`, e.g. `x86_64-glibc2.36-g3`."""
+    """`<machine>-<libc><version>-g<generator version>`, e.g. `x86_64-glibc2.36-g4`."""
     libc, version = platform.libc_ver()
     return f"{platform.machine()}-{libc or 'libc'}{version}-g{CODEGEN_VERSION}"
 
