@@ -31,7 +31,7 @@ from support.champion import ChampionStore, champion_store, read_rows
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> ChampionStore:
-    return champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
+    return champion_store(tmp_path_factory.getbasetemp() / "serving-api-store", dataset_path)
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ _CHILD = "forestops.serving.compiled_forest"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> ChampionStore:
-    return champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
+    return champion_store(tmp_path_factory.getbasetemp() / "serving-compiled-store", dataset_path)
 
 
 @pytest.fixture

@@ -29,7 +29,9 @@ ADMIN_KEY = "schemathesis-admin"
 def api_schema(
     tmp_path_factory: pytest.TempPathFactory, dataset_path: Path
 ) -> Iterator[schemathesis.BaseSchema]:
-    store = champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
+    store = champion_store(
+        tmp_path_factory.getbasetemp() / "serving-schemathesis-store", dataset_path
+    )
     holder = ModelHolder(store.settings)
     holder.start()
     settings_small = store.settings.model_copy(

@@ -32,7 +32,9 @@ def record(dataset_path: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> Iterator[httpx.Client]:
-    store = champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
+    store = champion_store(
+        tmp_path_factory.getbasetemp() / "inference-bad-input-store", dataset_path
+    )
     holder = ModelHolder(store.settings)
     holder.start()
     with (

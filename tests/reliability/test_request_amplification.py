@@ -35,7 +35,9 @@ GOOD_ROW = ["2596", "51", "3", "258", "0", "510", "221", "232", "148", "6279", "
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> Iterator[ServeProcess]:
-    store = champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
+    store = champion_store(
+        tmp_path_factory.getbasetemp() / "request-amplification-store", dataset_path
+    )
     env = {
         "FORESTOPS_HOME": str(tmp_path_factory.mktemp("amplification-home")),
         "MLFLOW_TRACKING_URI": store.settings.mlflow_tracking_uri,

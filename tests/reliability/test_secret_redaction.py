@@ -27,7 +27,7 @@ from forestops.ui import inference, registry
 from forestops.ui.errors import MlflowUnreachable
 from forestops.ui.section_guard import summary
 from forestops.webserver import BackgroundServer, free_port
-from support.champion import SIGNING_KEY, champion_store
+from support.champion import SIGNING_KEY, ChampionStore, champion_store
 from support.serve_process import ServeProcess
 
 SECRET = "pw-" + secrets.token_hex(8)
@@ -123,10 +123,12 @@ def test_a_credential_in_the_tracking_uri_is_in_no_answer_and_no_log_line(
     assert SECRET not in log and TOKEN not in log
 
 
-def test_metadata_shows_no_host_path(
-    tmp_path_factory: pytest.TempPathFactory, dataset_path: Path
-) -> None:
-    store = champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> ChampionStore:
+    return champion_store(tmp_path_factory.getbasetemp() / "secret-redaction-store", dataset_path)
+
+
+def test_metadata_shows_no_host_path(store: ChampionStore) -> None:
     tags = MlflowClient(store.settings.mlflow_tracking_uri).get_run(store.run_a).data.tags
     source = tags["mlflow.source.name"]  # the training host's script path (here pytest's)
     holder = ModelHolder(store.settings)
@@ -156,11 +158,8 @@ def test_the_ui_shows_no_secret_of_the_addresses_it_calls(home: Path) -> None:
         assert SECRET not in text and TOKEN not in text, text
 
 
-def test_the_ui_forwards_any_filename(
-    tmp_path_factory: pytest.TempPathFactory, dataset_path: Path
-) -> None:
+def test_the_ui_forwards_any_filename(store: ChampionStore) -> None:
     """The UI passes the user's own file name on: `数据.csv` used to come back as a 500."""
-    store = champion_store(tmp_path_factory.getbasetemp() / "serving-store", dataset_path)
     holder = ModelHolder(store.settings)
     holder.start()
     upload = (

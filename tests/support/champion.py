@@ -166,7 +166,8 @@ class ChampionStore:
 
 @cache
 def champion_store(root: Path, dataset: Path) -> ChampionStore:
-    """Built once per test session (pytest's session fixtures are per module when imported)."""
+    """Two logged candidates and a registered champion under `root`. Each module passes a root
+    of its own: modules that promote, register or count versions then pass in any order."""
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         forestops_home=root,
