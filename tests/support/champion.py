@@ -166,8 +166,10 @@ class ChampionStore:
 
 @cache
 def champion_store(root: Path, dataset: Path) -> ChampionStore:
-    """Two logged candidates and a registered champion under `root`. Each module passes a root
-    of its own: modules that promote, register or count versions then pass in any order."""
+    """Two logged candidates and a registered champion under `root`, built once per root in a
+    test session (`cache`: a session fixture imported into a module is per module). Each module
+    passes a root of its own, so the versions and aliases one module registers (test_serving_holder
+    re-aliases the champion) are not what another module's counts of reloads start from."""
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         forestops_home=root,

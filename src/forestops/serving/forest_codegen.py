@@ -23,11 +23,12 @@ record 298-318 -> 274-288 us p50, a 3,000-record batch 45.0-46.8 -> 41.7-42.9 us
 library 26.0 -> 19.0 MB, its compile 105 -> 94 s (`-Os` instead: 18.4 MB but 380-393 us).
 
 Why exact: thresholds are written as C hexadecimal floats (`float.hex`) and leaf values as their
-bit patterns, the exact doubles LightGBM parses from its model text; each decision is LightGBM's `NumericalDecision`
-(a value within kZeroThreshold, 1e-35f, of 0 is 0, as LightGBM reads a dense row; a NaN becomes
-0 unless the node's missing type is NaN; zero- or NaN-missing values take the default child; otherwise `value <= threshold`, as a rank above); leaves are added per class in
-tree order from 0.0, as `GBDT::PredictRaw` does. The raw scores therefore equal LightGBM's bit for bit, and only the
-softmax (numpy's `exp`, not the C library's) may differ in the last bit.
+bit patterns, the exact doubles LightGBM parses from its model text; each decision is LightGBM's
+`NumericalDecision` (a value within kZeroThreshold, 1e-35f, of 0 is 0, as LightGBM reads a dense
+row; a NaN becomes 0 unless the node's missing type is NaN; zero- or NaN-missing values take the
+default child; otherwise `value <= threshold`, as a rank above); leaves are added per class in
+tree order from 0.0, as `GBDT::PredictRaw` does. The raw scores therefore equal LightGBM's bit
+for bit, and only the softmax (numpy's `exp`, not the C library's) may differ in the last bit.
 
 What it refuses (`UnsupportedModel`, the booster keeps serving): categorical splits, linear trees,
 random-forest averaging and any objective but `multiclass` (softmax); forestops' encoder gives
