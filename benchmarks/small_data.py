@@ -119,7 +119,7 @@ def _score_pool(
     champion = max(scores, key=lambda name: float(scores[name]["eval"] or 0))
     candidate, fitted = fitted_by_name[champion]
     started = time.perf_counter()
-    served = candidate.refit_with(fitted, features, labels) or fitted
+    served = candidate.refit_with(fitted, features, labels, settings.train_seed) or fitted
     refit_seconds = time.perf_counter() - started
     return {
         "pool_rows": len(labels),

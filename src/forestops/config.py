@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, computed_field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_CANDIDATES = ("logistic_regression", "svc", "random_forest", "lightgbm")
+DEFAULT_CANDIDATES = ("logistic_regression", "svc", "random_forest", "extra_trees", "lightgbm")
 # Settings derived from FORESTOPS_HOME when unset: public name -> the field holding what was given.
 _CONFIGURED = {
     "database_url": "configured_database_url",
@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     # --- training ----------------------------------------------------------------------------
     train_candidates: Annotated[tuple[str, ...], NoDecode] = Field(
         DEFAULT_CANDIDATES,
-        description="Comma-separated: logistic_regression, svc, random_forest, lightgbm",
+        description="Comma-separated: logistic_regression, svc, random_forest, extra_trees, lightgbm",
     )
     train_min_rows: int = Field(
         500, ge=10, description="Fewer curated rows: training is skipped with a message"
@@ -162,6 +162,13 @@ class Settings(BaseSettings):
     random_forest_trees: int = Field(60, ge=1, description="Random forest size")
     random_forest_max_rows: int = Field(
         150_000, ge=100, description="Random forest stratified subsample"
+    )
+    extra_trees_trees: int = Field(100, ge=1, description="Extremely randomized trees' forest size")
+    extra_trees_max_rows: int = Field(
+        40_000,
+        ge=100,
+        description="Extra trees' stratified subsample: they win on a course group's ~30k rows, "
+        "the boosting on more, and their size grows with the rows (~1.3 MB a tree at 30k)",
     )
     lightgbm_max_rounds: int = Field(1000, ge=1, description="Upper bound; early stopping decides")
     lightgbm_time_budget_s: float = Field(

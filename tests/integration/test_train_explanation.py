@@ -16,7 +16,7 @@ from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.tracking import TAG_CANDIDATE, TAG_EXPLANATION, mlflow_uris
-from forestops.pipeline.explanation import CHART, DEPENDENCE, MAX_ROWS, TABLE
+from forestops.pipeline.explanation import CHART, DEPENDENCE, MAX_FOREST_ROWS, MAX_ROWS, TABLE
 from forestops.pipeline.train import train
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_candidates_log_what_they_rely_on(settings: Settings, dataset_path: Path) -> None:
-    settings = tiny(settings, train_candidates=("logistic_regression", "lightgbm"))
+    settings = tiny(settings, train_candidates=("logistic_regression", "extra_trees", "lightgbm"))
     seed_samples(settings, course_rows(dataset_path, 3000), batches=1)
     result = train(settings)
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -33,6 +33,13 @@ def test_candidates_log_what_they_rely_on(settings: Settings, dataset_path: Path
     linear = runs["logistic_regression"]
     assert linear.data.tags[TAG_EXPLANATION].startswith("none: the model is a LogisticRegression")
     assert not [a for a in client.list_artifacts(linear.info.run_id, "explanation")]
+
+    forest = runs["extra_trees"]  # explained by the kernel, on fewer rows (each costs more)
+    features, _ = eval_split(settings)
+    rows = min(MAX_FOREST_ROWS, len(features))
+    assert rows < min(MAX_ROWS, len(features))
+    assert forest.data.tags[TAG_EXPLANATION].startswith(f"TreeSHAP on {rows} evaluation rows")
+    assert TABLE in {a.path for a in client.list_artifacts(forest.info.run_id, "explanation")}
 
     run = runs["lightgbm"]
     assert run.data.tags[TAG_CANDIDATE] == "lightgbm"
@@ -50,7 +57,6 @@ def test_candidates_log_what_they_rely_on(settings: Settings, dataset_path: Path
     assert table["mean_abs_contribution"].is_monotonic_decreasing  # strongest first
 
     # slope has no engineered column: its importance is LightGBM's own, summed over classes
-    features, _ = eval_split(settings)
     sample = features.sample(min(MAX_ROWS, len(features)), random_state=settings.train_seed)
     matrix = model.encoder.encode_arrays(*frame_to_arrays(sample))
     booster = model.estimator.booster_

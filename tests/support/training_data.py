@@ -27,6 +27,7 @@ TINY = {
     "logreg_max_rows": 1000,
     "random_forest_trees": 5,
     "random_forest_max_rows": 1000,
+    "extra_trees_trees": 10,
     "lightgbm_max_rounds": 40,
     "lightgbm_num_leaves": 31,
     "train_n_jobs": 1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ TINY = {
     "logreg_max_rows": 400,
     "random_forest_trees": 5,
     "random_forest_max_rows": 500,
+    "extra_trees_trees": 10,
     "lightgbm_max_rounds": 40,
     "lightgbm_num_leaves": 15,
     "lightgbm_early_stopping_rounds": 5,
@@ -141,6 +143,8 @@ def test_every_candidate_is_encoder_then_model_and_serves_exactly(
 
 
 def test_linear_and_kernel_models_use_onehot_trees_use_ordinal() -> None:
+    """Except the extra trees: random cuts on an ordinal code split soils arbitrarily (one-hot
+    scored 0.9206 against 0.9181 on a held-out slice, benchmarks/RESULTS.md)."""
     encoders = {
         name: candidate.pipeline.named_steps["encode"].categorical
         for name, candidate in ((c.name, c) for c in build_candidates(Settings()))
@@ -149,6 +153,7 @@ def test_linear_and_kernel_models_use_onehot_trees_use_ordinal() -> None:
         "logistic_regression": "onehot",
         "svc": "onehot",
         "random_forest": "ordinal",
+        "extra_trees": "onehot",
         "lightgbm": "ordinal",
     }
 
@@ -191,7 +196,7 @@ def test_a_small_data_model_is_refitted_with_the_rows_added_and_its_rounds_scale
     (candidate,) = build_candidates(Settings(train_candidates=("lightgbm",), **TINY))  # type: ignore[arg-type]
     features, labels = rows.loc[:, list(contract.FEATURE_NAMES)], rows[contract.LABEL].to_numpy()
     fitted = candidate.fit(features.iloc[:1200], labels[:1200], seed=7)
-    refitted = candidate.refit_with(fitted, features, labels)
+    refitted = candidate.refit_with(fitted, features, labels, seed=7)
     assert refitted is not None
     expected = round(fitted.params["refit_rounds"] * len(rows) / 1200)
     assert refitted.params["refit_rounds"] == expected
@@ -199,6 +204,36 @@ def test_a_small_data_model_is_refitted_with_the_rows_added_and_its_rounds_scale
     assert refitted.pipeline.named_steps["model"].booster_.current_iteration() == expected
     assert refitted.fit_seconds > fitted.fit_seconds
     assert fitted.params["fit_rows"] == 1200  # the scored model is left as it was
+
+
+def test_extra_trees_are_fitted_again_with_the_evaluation_rows_on_small_data(
+    rows: pd.DataFrame,
+) -> None:
+    """Their score is the model's fitted without the evaluation rows; what serves has them too
+    (small data), within the same bounded sample, and one-hot categories feed the trees."""
+    (candidate,) = build_candidates(Settings(train_candidates=("extra_trees",), **TINY))  # type: ignore[arg-type]
+    features, labels = rows.loc[:, list(contract.FEATURE_NAMES)], rows[contract.LABEL].to_numpy()
+    fitted = candidate.fit(features.iloc[:1200], labels[:1200], seed=7)
+    assert fitted.params["fit_rows"] == 1200
+    assert fitted.params["model__criterion"] == "entropy"
+    assert fitted.params["encode__categorical"] == "onehot"
+    refitted = candidate.refit_with(fitted, features, labels, seed=7)
+    assert refitted is not None
+    assert refitted.params["fit_rows"] == len(rows)
+    assert refitted.params["refit_on"] == "every row, the evaluation split included"
+    assert len(refitted.pipeline.named_steps["model"].estimators_) == 10
+    bounded = Settings(train_candidates=("extra_trees",), **{**TINY, "extra_trees_max_rows": 1000})  # type: ignore[arg-type]
+    (capped,) = build_candidates(bounded)
+    again = capped.refit_with(fitted, features, labels, seed=7)
+    assert again is not None and again.params["fit_rows"] == 1000
+    assert again.params["subsample"] == f"stratified 1000 of {len(rows)} rows"
+
+
+def test_extra_trees_on_large_data_fit_once(rows: pd.DataFrame) -> None:
+    (candidate,) = build_candidates(Settings(train_candidates=("extra_trees",), **TINY))  # type: ignore[arg-type]
+    fitted = _fit("extra_trees", rows)
+    large = replace(fitted, params={**fitted.params, "available_rows": SMALL_DATA_ROWS})
+    assert candidate.refit_with(large, rows, rows[contract.LABEL].to_numpy(), seed=7) is None
 
 
 def test_boosting_on_large_data_keeps_its_split_and_fits_once() -> None:
@@ -217,7 +252,7 @@ def test_lightgbm_time_budget_ends_boosting(rows: pd.DataFrame) -> None:
     assert fitted.params["best_iteration"] == 1
     assert "refit_rounds" not in fitted.params  # a spent budget is not spent twice
     (candidate,) = build_candidates(Settings(train_candidates=("lightgbm",), **TINY))  # type: ignore[arg-type]
-    assert candidate.refit_with(fitted, rows, rows[contract.LABEL].to_numpy()) is None
+    assert candidate.refit_with(fitted, rows, rows[contract.LABEL].to_numpy(), seed=7) is None
     booster = fitted.pipeline.named_steps["model"].booster_
     assert booster.current_iteration() == 1
 

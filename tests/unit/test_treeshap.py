@@ -6,12 +6,14 @@ leaf-wise trees. Each case compiles the real kernel with the system C compiler."
 from __future__ import annotations
 
 import itertools
+import math
 
 import lightgbm
 import numpy as np
 import pytest
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-from forestops.modeling.treeshap import KernelUnavailable, TreeShap, checked
+from forestops.modeling.treeshap import KernelUnavailable, TreeShap, checked, checked_forest
 from support.lightgbm_models import CLASSES, probe_rows, trained, with_decision_type
 
 EXACT = 1e-12  # raw-score units; the kernel sums in another order than LightGBM
@@ -23,7 +25,7 @@ def lightgbm_contributions(model_text: str, rows: np.ndarray) -> np.ndarray:
 
 
 def kernel_contributions(model_text: str, rows: np.ndarray, only: np.ndarray | None = None):
-    return TreeShap(lightgbm.Booster(model_str=model_text)).contributions(rows, only)
+    return TreeShap.for_booster(lightgbm.Booster(model_str=model_text)).contributions(rows, only)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_deep_trees_splitting_on_the_same_features_again_and_again() -> None:
     """255 leaves over four features: paths dozens of splits deep, each feature many times on
     one path (the case LightGBM's TreeSHAP undoes and redoes, and the kernel's D accounts for)."""
     text = trained(rows=6000, num_leaves=255, min_data_in_leaf=2)
-    shap = TreeShap(lightgbm.Booster(model_str=text))
+    shap = TreeShap.for_booster(lightgbm.Booster(model_str=text))
     assert shap.largest > 300  # nodes in the largest tree
     rows = probe_rows(text)[::10]  # LightGBM's own TreeSHAP takes ~15 ms a row on these paths
     expected = lightgbm_contributions(text, rows)
@@ -86,7 +88,7 @@ def test_paths_through_dozens_of_distinct_features_use_every_quadrature_size() -
     on 50-feature paths (its contributions miss the raw score by ~1e-4 here), so the kernel is
     held to additivity and to its own answer with more points, and to LightGBM's only loosely."""
     booster = staircase(80)
-    shap = TreeShap(booster)
+    shap = TreeShap.for_booster(booster)
     assert shap.points.max() > 24  # paths of 49+ distinct features: chunk counts 7 and 8
     matrix = np.tril(np.ones((81, 80)), -1)  # every step of the staircase
     got = shap.contributions(matrix)
@@ -120,7 +122,7 @@ def test_one_class_per_record_leaves_the_others_unexplained(model_text: str) -> 
 
 def test_no_compiler_is_a_clear_refusal(model_text: str) -> None:
     with pytest.raises(KernelUnavailable, match="did not run"):
-        TreeShap(lightgbm.Booster(model_str=model_text), compiler="/nonexistent/cc")
+        TreeShap.for_booster(lightgbm.Booster(model_str=model_text), compiler="/nonexistent/cc")
 
 
 def test_a_kernel_answering_otherwise_than_lightgbm_is_refused(
@@ -139,7 +141,7 @@ def test_a_kernel_answering_otherwise_than_lightgbm_is_refused(
 
 @pytest.mark.parametrize("rows", [1, 2, 37])
 def test_threads_share_the_trees_of_one_record_or_the_records(model_text: str, rows: int) -> None:
-    shap = TreeShap(lightgbm.Booster(model_str=model_text))
+    shap = TreeShap.for_booster(lightgbm.Booster(model_str=model_text))
     matrix = probe_rows(model_text)[:rows]
     only = np.arange(rows) % CLASSES
     for threads in (2, 3, 0):
@@ -160,7 +162,9 @@ def test_one_records_trees_are_split_by_the_work_of_the_classes_asked() -> None:
     y = ((X[:, :3].sum(axis=1) > 0) * 3 + (X[:, 3] > 0.5) + rng.integers(0, 2, 3000)) % CLASSES
     settings = {"objective": "multiclass", "num_class": CLASSES, "num_leaves": 63}
     settings |= {"min_gain_to_split": 2.0, "min_data_in_leaf": 5, "verbose": -1}
-    shap = TreeShap(lightgbm.train(settings, lightgbm.Dataset(X, y), num_boost_round=20))
+    shap = TreeShap.for_booster(
+        lightgbm.train(settings, lightgbm.Dataset(X, y), num_boost_round=20)
+    )
     work = np.diff(shap.starts) * ((shap.points + 3) // 4)
     for asked in ([2], [0, 5], [-1]):
         explain = np.array(asked, dtype=np.int32)
@@ -170,3 +174,77 @@ def test_one_records_trees_are_split_by_the_work_of_the_classes_asked() -> None:
         assert bounds[0] == 0 and bounds[-1] == len(work) and bounds == sorted(bounds)
         shares = [counted[a:b].sum() for a, b in itertools.pairwise(bounds)]
         assert all(abs(share - counted.sum() / 3) <= counted.max() for share in shares), shares
+
+
+def _path_dependent_value(tree, node: int, x: np.ndarray, known: set[int], k: int) -> float:  # type: ignore[no-untyped-def]
+    """TreeSHAP's game on one scikit-learn tree: class k's fraction with the features in `known`
+    fixed at x and the others averaged over the training rows' cover."""
+    left, right = tree.children_left[node], tree.children_right[node]
+    if left < 0:
+        return float(tree.value[node, 0, k] / tree.value[node, 0].sum())
+    feature = tree.feature[node]
+    if feature in known:
+        child = left if x[feature] <= tree.threshold[node] else right
+        return _path_dependent_value(tree, child, x, known, k)
+    cover = tree.weighted_n_node_samples
+    return (
+        cover[left] * _path_dependent_value(tree, left, x, known, k)
+        + cover[right] * _path_dependent_value(tree, right, x, known, k)
+    ) / cover[node]
+
+
+def _shapley_by_enumeration(forest, x: np.ndarray, k: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Every coalition of every feature, weighted |S|! (M - |S| - 1)! / M!: the definition."""
+    features = len(x)
+    phi = np.zeros(features)
+    for estimator in forest.estimators_:
+        for i in range(features):
+            others = [j for j in range(features) if j != i]
+            for size in range(features):
+                weight = (
+                    math.factorial(size) * math.factorial(features - size - 1)
+                ) / math.factorial(features)
+                for known in itertools.combinations(others, size):
+                    with_i = _path_dependent_value(estimator.tree_, 0, x, {*known, i}, k)
+                    without = _path_dependent_value(estimator.tree_, 0, x, set(known), k)
+                    phi[i] += weight * (with_i - without) / len(forest.estimators_)
+    return phi
+
+
+@pytest.mark.parametrize("kind", [ExtraTreesClassifier, RandomForestClassifier])
+def test_a_scikit_learn_forest_gets_shapley_values_by_their_definition(kind: type) -> None:
+    """Extra trees (the small-data candidate) and a bootstrapped random forest (weighted covers):
+    each class's contributions equal the enumeration over all 2^5 coalitions, and base plus
+    contributions is the forest's predict_proba, the classes a record was not asked for NaN."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 5)).astype(np.float32).astype(np.float64)
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 3] > 0.8) + 2 * (X[:, 4] > 1.2)
+    forest = kind(n_estimators=4, max_depth=5, random_state=0).fit(X, y)
+    shap = checked_forest(forest, X[:9])
+    rows = X[9:14]
+    got = shap.contributions(rows)
+    for row, k in itertools.product(range(len(rows)), range(len(forest.classes_))):
+        assert (
+            np.abs(got[row, k, :-1] - _shapley_by_enumeration(forest, rows[row], k)).max() <= EXACT
+        )
+    assert np.abs(got.sum(axis=2) - forest.predict_proba(rows)).max() <= EXACT
+    asked = np.array([0, 3, 1, 2, 0])
+    one = shap.contributions(rows, asked)
+    picked = (np.arange(len(rows)), asked)
+    assert np.array_equal(one[picked], got[picked])
+    assert np.isnan(one[np.arange(len(forest.classes_))[None, :] != asked[:, None]]).all()
+
+
+def test_a_forest_whose_kernel_does_not_add_up_to_predict_proba_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`checked_forest`'s guard. Mocked as above: the kernel's answer is shifted after the fact."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(200, 3))
+    forest = ExtraTreesClassifier(n_estimators=3, random_state=0).fit(
+        X, (X[:, 0] > 0) + (X[:, 1] > 1)
+    )
+    honest = TreeShap.contributions
+    monkeypatch.setattr(TreeShap, "contributions", lambda self, *args: honest(self, *args) + 1e-6)
+    with pytest.raises(KernelUnavailable, match="predict_proba"):
+        checked_forest(forest, X[:9])

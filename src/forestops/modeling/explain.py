@@ -13,8 +13,16 @@ computed from (`ContractEncoder.column_sources`): a raw number or a category cod
 no contribution in or out, so base + the twelve contributions = the raw score (to float rounding,
 ~1e-12); the equal split of a shared column is a convention, the rest is TreeSHAP itself.
 
-What is refused: models whose exact contributions LightGBM does not give (logistic regression,
-SVC, random forest here; the `shap` library, which would estimate them, is not a dependency) and
+A forest of scikit-learn classification trees (the extra trees that win on a course group's
+small data, a random forest) is explained the same way by the same kernel, in its own units: its
+answer is the average of its trees' class fractions, so base + contributions = the class's
+probability, not a logit. Nothing in scikit-learn computes them to compare with; the kernel is
+held to additivity against `predict_proba` (`treeshap.checked_forest`) and tested against Shapley
+values by enumeration. Such a forest over MAX_FOREST_NODES nodes is refused: its layout would
+hold ~90 bytes per node in every replica that explains.
+
+What is refused: models without exact tree contributions (logistic regression, SVC; the `shap`
+library, which would estimate them, is not a dependency), forests over MAX_FOREST_NODES, and
 two-class LightGBM models (their one raw score does not explain each class).
 """
 
@@ -36,16 +44,19 @@ from forestops.modeling.treeshap import TreeShap
 
 if TYPE_CHECKING:
     from lightgbm import Booster
+    from sklearn.ensemble._forest import ForestClassifier
 
     from forestops.modeling.package import ForestCoverModel
 
 METHOD = (
     "TreeSHAP as LightGBM computes it (Booster.predict pred_contrib, or forestops' compiled kernel "
-    "checked equal to it) over the model's input columns; an "
-    "engineered column's contribution is split equally among the contract features it is "
-    "computed from"
+    "checked equal to it) over the model's input columns; for a forest of trees (extra trees, "
+    "random forest) the same path-dependent TreeSHAP by the compiled kernel, on the averaged class "
+    "probabilities; an engineered column's contribution is split equally among the contract "
+    "features it is computed from"
 )
 CHECK_ROWS = 8  # random records beside the input example the kernel must answer as LightGBM does
+MAX_FOREST_NODES = 2_000_000  # ~180 MB of kernel layout; extra trees on 40k rows have ~1.5M
 log = logging.getLogger(__name__)
 
 
@@ -89,27 +100,46 @@ class Explainer:
 
     def __init__(self, model: ForestCoverModel, compiler: str = "cc") -> None:
         from lightgbm import LGBMClassifier
+        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
         estimator: Any = model.estimator
         kind = _describe(estimator)
-        if not isinstance(estimator, LGBMClassifier):
+        self.booster: Booster | None = None
+        self.forest: ForestClassifier | None = None
+        if isinstance(estimator, LGBMClassifier):
+            self.booster = estimator.booster_
+            columns = self.booster.num_feature()
+        elif isinstance(estimator, ExtraTreesClassifier | RandomForestClassifier):
+            nodes = sum(tree.tree_.node_count for tree in estimator.estimators_)
+            if nodes > MAX_FOREST_NODES:
+                raise NotExplainable(
+                    f"the model is a {kind} of {nodes:,} nodes, more than the {MAX_FOREST_NODES:,} "
+                    "this service lays out to explain"
+                )
+            try:
+                treeshap.kernel(compiler)  # no pred_contrib to fall back on
+            except treeshap.KernelUnavailable as error:
+                raise NotExplainable(
+                    f"the {kind}'s explanations need a C compiler: {error}"
+                ) from None
+            self.forest = estimator
+            columns = estimator.n_features_in_
+        else:
             raise NotExplainable(
                 f"the model is a {kind}: exact per-feature contributions exist here only for "
-                "LightGBM models (TreeSHAP, computed by LightGBM itself)"
+                "LightGBM models (TreeSHAP, computed by LightGBM itself) and forests of trees"
             )
         self.classes = np.asarray(estimator.classes_, dtype=np.int64)
-        if len(self.classes) < 3:
+        if self.booster is not None and len(self.classes) < 3:
             raise NotExplainable(
                 f"the model knows {len(self.classes)} classes: a two-class LightGBM raw score "
                 "does not explain each class"
             )
-        self.booster: Booster = estimator.booster_
         self.encode = model.encoder.encode_arrays
         self.shares = shares(model.encoder.column_sources())
-        if self.shares.shape[0] != self.booster.num_feature():
+        if self.shares.shape[0] != columns:
             raise NotExplainable(
-                f"the booster reads {self.booster.num_feature()} columns, the encoder writes "
-                f"{self.shares.shape[0]}"
+                f"the model reads {columns} columns, the encoder writes {self.shares.shape[0]}"
             )
         self.compiler = compiler
         self._fast: TreeShap | Literal[False] | None = False  # False: not built yet
@@ -124,6 +154,12 @@ class Explainer:
         `pred_contrib`'s)."""
         with self._building:
             if self._fast is False:
+                if self.forest is not None:  # nothing else explains it: a failure is the answer
+                    self._fast = treeshap.checked_forest(
+                        self.forest, self._check_rows(), self.compiler
+                    )
+                    return self._fast
+                assert self.booster is not None
                 try:
                     self._fast = treeshap.checked(self.booster, self._check_rows(), self.compiler)
                 except (treeshap.KernelUnavailable, UnsupportedModel) as error:
@@ -133,8 +169,12 @@ class Explainer:
 
     @property
     def method(self) -> Literal["lightgbm", "compiled"]:
-        """What answers `explain(wait=False)` now."""
-        return "compiled" if isinstance(self._fast, TreeShap) else "lightgbm"
+        """What answers `explain(wait=False)` now (a forest waits for its kernel: only it can)."""
+        return (
+            "compiled"
+            if self.forest is not None or isinstance(self._fast, TreeShap)
+            else "lightgbm"
+        )
 
     def prepare(self) -> None:
         """Start building the kernel on a thread of its own, once (`warmup`).
@@ -150,7 +190,15 @@ class Explainer:
         """The input example and a few random valid records, encoded."""
         example = frame_to_arrays(input_example())
         drawn = random_records(CHECK_ROWS, seed=0)
-        return self.encode(*(np.concatenate(pair) for pair in zip(example, drawn, strict=True)))
+        return self._matrix(*(np.concatenate(pair) for pair in zip(example, drawn, strict=True)))
+
+    def _matrix(self, numeric: np.ndarray, area: np.ndarray, soil: np.ndarray) -> np.ndarray:
+        """The model's input columns; for a scikit-learn forest at the float32 values its trees
+        compare (scikit-learn casts every input to float32)."""
+        matrix = self.encode(numeric, area, soil)
+        if self.forest is not None:
+            return matrix.astype(np.float32).astype(np.float64)
+        return matrix
 
     def explain(
         self,
@@ -169,14 +217,16 @@ class Explainer:
         CPU, and a thread waiting for the GIL meanwhile is held up to tens of milliseconds at a
         time; built at every swap it would slow a replica's predictions in the first seconds after
         each promotion even where nobody asks for explanations, so it waits for the first one.
+        A scikit-learn forest always waits: nothing else explains it.
         """
-        matrix = self.encode(numeric, area, soil)
+        matrix = self._matrix(numeric, area, soil)
         rows, columns = matrix.shape
         positions = None if only is None else np.searchsorted(self.classes, only)
-        fast = self.fast if wait else self._fast
+        fast = self.fast if wait or self.forest is not None else self._fast
         if fast is False:
             self.prepare()
         if not isinstance(fast, TreeShap):
+            assert self.booster is not None
             raw = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=threads))
             per_class = raw.reshape(rows, len(self.classes), columns + 1)
             if positions is not None:
@@ -191,9 +241,10 @@ class Explainer:
 
 
 def _describe(estimator: Any) -> str:
-    """ "LogisticRegression", not "Pipeline"; "CalibratedClassifierCV(SVC)"."""
+    """ "LogisticRegression", not "Pipeline"; "CalibratedClassifierCV(SVC)"; a forest by its own
+    name (its `estimator` is the template of its trees, not a wrapped model)."""
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    inner = getattr(final, "estimator", None)
+    inner = None if hasattr(final, "estimators_") else getattr(final, "estimator", None)
     name = type(final).__name__
     return f"{name}({type(inner).__name__})" if inner is not None else name
 

@@ -13,7 +13,11 @@
    preorder by forestops_treeshap_layout: no recursion, and each node's facts are read in order.
 
    Node slots: a laid-out tree occupies slots 1..size of its block; slot 0 is a sentinel "no
-   earlier split on this feature" (p = 1, 1 / g = 1). */
+   earlier split on this feature" (p = 1, 1 / g = 1).
+
+   Two kinds of forest: a LightGBM multiclass booster (one value per leaf, tree t adds to class
+   t mod K) and a forest of classification trees (scikit-learn's: K values per leaf, one per class,
+   every tree adds to every class). `values` says which: 1 or K. */
 
 #include <math.h>
 #include <stddef.h>
@@ -32,16 +36,21 @@ typedef struct {
   const int32_t *edge;     /* the feature of the split into this node (unused for the root) */
   const uint8_t *is_left;  /* this node is its parent's left child */
   const double *z;         /* product of cover fractions of the splits on `edge` down to here */
-  const double *value;     /* a leaf's value; 0 for an internal node */
+  const double *value;     /* a leaf's value for the class explained (at slot x stride) */
+  size_t stride;           /* values per slot: 1, or K for a forest of classification trees */
   const int32_t *split;    /* the feature an internal node splits on (0 for a leaf) */
   const double *threshold; /* an internal node's threshold */
-  const uint8_t *decision; /* LightGBM's decision_type: bit 1 default left, bits 2-3 missing */
+  const uint8_t *decision; /* LightGBM's decision_type: bit 1 default left, bits 2-3 missing;
+                              or PLAIN_DECISION */
 } Layout;
+
+#define PLAIN_DECISION 128 /* scikit-learn's test: left when value <= threshold, nothing else */
 
 /* LightGBM's Tree::NumericalDecision: 1 when the record goes to the left child. LightGBM reads
    a dense row keeping only values with |value| > kZeroThreshold or NaN (the rest are zero), so a
    value of +-1e-35f decides as 0 does; it matters only where a threshold is exactly -1e-35f. */
 static inline int goes_left(double value, double threshold, uint8_t decision) {
+  if (decision & PLAIN_DECISION) return value <= threshold;
   int missing = (decision >> 2) & 3;
   if (fabs(value) <= K_ZERO_THRESHOLD) value = 0.0;
   if (isnan(value) && missing != 2) value = 0.0;
@@ -98,7 +107,7 @@ static inline __attribute__((always_inline)) void explain_tree(
   }
   for (int32_t i = inner + 1; i <= size; i++) {
     const int32_t up = l->parent[i], before = l->earlier[i];
-    const double z = l->z[i], value = l->value[i];
+    const double z = l->z[i], value = l->value[(size_t)i * l->stride];
     const double pi = (double)(left_taken[up] == l->is_left[i]) * p[before];
     Lanes sum = {};
     for (int c = 0; c < chunks; c++) {
@@ -150,15 +159,16 @@ typedef struct {
 /* Lays out every tree in preorder. In: LightGBM's trees with each tree's leaves numbered after
    its internal nodes (left/right: a child's number within the tree, -1 for a leaf's children),
    `cover` its training rows, per node; starts[t] the first node of tree t (starts[trees]: all).
+   `values` values per node in `value` (row-major), and per slot in out_value.
    Out: tree t in slots base + 1 .. base + its nodes, base = starts[t] + t (base itself is its
-   sentinel), its inner[t] internal nodes first in preorder, then its leaves; and points[t] = ceil(the most distinct features on a path / 2). Returns the most
-   nodes in a tree, or -1 when a path has more than 2 MAX_POINTS distinct features or memory runs
-   out. */
+   sentinel), its inner[t] internal nodes first in preorder, then its leaves; and points[t] =
+   ceil(the most distinct features on a path / 2). Returns the most nodes in a tree, or -1 when a
+   path has more than 2 MAX_POINTS distinct features or memory runs out. */
 int32_t forestops_treeshap_layout(const int32_t *left, const int32_t *right,
                                   const int32_t *feature, const double *threshold,
                                   const uint8_t *decision, const double *cover,
-                                  const double *value, const int32_t *starts, size_t trees,
-                                  int32_t *parent, int32_t *earlier, int32_t *edge,
+                                  const double *value, size_t values, const int32_t *starts,
+                                  size_t trees, int32_t *parent, int32_t *earlier, int32_t *edge,
                                   uint8_t *is_left, double *z, double *out_value, int32_t *split,
                                   double *out_threshold, uint8_t *out_decision, int32_t *inner,
                                   int32_t *points) {
@@ -185,7 +195,8 @@ int32_t forestops_treeshap_layout(const int32_t *left, const int32_t *right,
     parent[base] = earlier[base] = edge[base] = split[base] = 0;
     is_left[base] = out_decision[base] = 0;
     z[base] = 1.0;
-    out_value[base] = out_threshold[base] = 0.0;
+    out_threshold[base] = 0.0;
+    for (size_t v = 0; v < values; v++) out_value[base * values + v] = 0.0;
     int32_t most = 0, next = 1, depth = 0, leaf = 1;
     for (int32_t node = 0; node < size; node++) leaf += left[first + node] >= 0;
     inner[tree] = leaf - 1; /* leaves take the slots after the internal nodes' */
@@ -212,7 +223,8 @@ int32_t forestops_treeshap_layout(const int32_t *left, const int32_t *right,
         if (distinct[slot] > most) most = distinct[slot];
       }
       const int internal = left[node] >= 0;
-      out_value[at] = internal ? 0.0 : value[node];
+      for (size_t v = 0; v < values; v++)
+        out_value[at * values + v] = internal ? 0.0 : value[(size_t)node * values + v];
       split[at] = internal ? feature[node] : 0;
       out_threshold[at] = threshold[node];
       out_decision[at] = decision[node];
@@ -233,14 +245,15 @@ int32_t forestops_treeshap_layout(const int32_t *left, const int32_t *right,
 }
 
 /* Contributions of `rows` records X (row-major, num_features each) added into out
-   (rows x K x num_features) by trees first..last - 1: tree t adds to class t mod K, only for
-   records whose explain[r] is -1 or that class. `largest`: forestops_treeshap_layout's answer. Returns 0, or -1 when out of
-   memory. */
+   (rows x K x num_features) by trees first..last - 1, only to the class explain[r] (-1: every
+   class): with `values` 1, tree t adds to class t mod K; with `values` K, every tree to every
+   class, class k from the k-th value of its leaves. `largest`: forestops_treeshap_layout's
+   answer. Returns 0, or -1 when out of memory. */
 int forestops_treeshap(const int32_t *parent, const int32_t *earlier, const int32_t *edge,
                        const uint8_t *is_left, const double *z, const double *value,
                        const int32_t *split, const double *threshold, const uint8_t *decision,
                        const int32_t *starts, const int32_t *inner, const int32_t *points,
-                       size_t first, size_t last, size_t K, int32_t largest, const double *quad_t,
+                       size_t values, size_t first, size_t last, size_t K, int32_t largest, const double *quad_t,
                        const double *quad_w,
                        const double *X, size_t rows, size_t num_features, const int32_t *explain,
                        double *out) {
@@ -255,16 +268,26 @@ int forestops_treeshap(const int32_t *parent, const int32_t *earlier, const int3
   }
   for (size_t r = 0; r < rows; r++) {
     for (size_t tree = first; tree < last; tree++) {
-      const size_t k = tree % K;
-      if (points[tree] == 0 || (explain[r] >= 0 && (size_t)explain[r] != k)) continue;
+      if (points[tree] == 0) continue;
       const size_t base = (size_t)starts[tree] + tree;
-      const Layout l = {parent + base, earlier + base, edge + base,      is_left + base, z + base,
-                        value + base,  split + base,   threshold + base, decision + base};
       const int n = points[tree];
-      EXPLAINS[(n + LANES - 1) / LANES](
-          &l, inner[tree], starts[tree + 1] - starts[tree], X + r * num_features,
-          quad_t + (size_t)n * MAX_POINTS, quad_w + (size_t)n * MAX_POINTS, work, p, left_taken,
-          out + (r * K + k) * num_features);
+      for (size_t k = values == 1 ? tree % K : 0; k < (values == 1 ? tree % K + 1 : K); k++) {
+        if (explain[r] >= 0 && (size_t)explain[r] != k) continue;
+        const Layout l = {parent + base,
+                          earlier + base,
+                          edge + base,
+                          is_left + base,
+                          z + base,
+                          value + base * values + (values == 1 ? 0 : k),
+                          values,
+                          split + base,
+                          threshold + base,
+                          decision + base};
+        EXPLAINS[(n + LANES - 1) / LANES](
+            &l, inner[tree], starts[tree + 1] - starts[tree], X + r * num_features,
+            quad_t + (size_t)n * MAX_POINTS, quad_w + (size_t)n * MAX_POINTS, work, p, left_taken,
+            out + (r * K + k) * num_features);
+      }
     }
   }
   free(work);

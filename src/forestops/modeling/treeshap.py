@@ -1,4 +1,5 @@
-"""LightGBM's TreeSHAP contributions, the same numbers, an order of magnitude sooner.
+"""LightGBM's TreeSHAP contributions, the same numbers, an order of magnitude sooner; and the same
+for a forest of scikit-learn classification trees, which has no TreeSHAP of its own here.
 
 Why: `Booster.predict(..., pred_contrib=True)` runs the classic TreeSHAP recursion, whose cost
 per tree is ~leaves x depth^2 (every leaf unwinds its path once per feature on it). On the
@@ -20,6 +21,14 @@ reaches the same bound with polynomial arithmetic).
 The kernel is a small C file compiled once per process with the system compiler (the images
 carry one for the forest compiler); where there is none, or the kernel's answer on the check rows
 differs from the booster's by more than `TOLERANCE`, the explainer stays on `pred_contrib`.
+
+A scikit-learn forest (extra trees, random forest) answers the average of its trees' class
+fractions, so each tree's leaf holds K values, fraction / trees, and every tree explains every
+class: the same game with the probability in place of the raw score. Its trees test
+`value <= threshold` on the record's float32 values (scikit-learn's dtype), so `for_forest`'s
+callers pass float32-rounded records. With no `pred_contrib` to compare with, `checked_forest`
+holds the kernel to additivity against the forest's own `predict_proba`, which only the right
+leaves and values give; the unit tests compare it with Shapley values by enumeration.
 """
 
 from __future__ import annotations
@@ -43,9 +52,11 @@ from forestops.modeling.lightgbm_text import booster_forest
 
 if TYPE_CHECKING:
     from lightgbm import Booster
+    from sklearn.ensemble._forest import ForestClassifier
 
 SOURCE = Path(__file__).with_name("treeshap.c")
 MAX_POINTS = 32  # treeshap.c's: paths with up to 64 distinct features
+PLAIN_DECISION = 128  # treeshap.c's: left when value <= threshold (scikit-learn's test)
 TOLERANCE = 1e-9  # largest difference from pred_contrib, in raw-score units, that counts as equal
 _FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 _compiling = threading.Lock()
@@ -72,11 +83,17 @@ def _kernel_cached(compiler: str) -> ctypes.CDLL:
         kernel = ctypes.CDLL(str(library))  # mapped: the file may go with the directory
     kernel.forestops_treeshap_layout.restype = ctypes.c_int32
     size, count = ctypes.c_size_t, ctypes.c_int32
-    kernel.forestops_treeshap_layout.argtypes = [*[_POINTER] * 8, size, *[_POINTER] * 11]
+    kernel.forestops_treeshap_layout.argtypes = [
+        *[_POINTER] * 7,
+        size,  # values per node
+        _POINTER,
+        size,  # trees
+        *[_POINTER] * 11,
+    ]
     kernel.forestops_treeshap.restype = ctypes.c_int
     kernel.forestops_treeshap.argtypes = [
         *[_POINTER] * 12,
-        *[size] * 3,  # first, last, classes
+        *[size] * 4,  # values per node, first, last, classes
         count,
         _POINTER,
         _POINTER,
@@ -119,22 +136,29 @@ def _quadrature() -> tuple[np.ndarray, np.ndarray]:
 
 
 class TreeShap:
-    """One multiclass booster's trees laid out for the kernel (`forestops_treeshap_layout`)."""
+    """A forest's trees laid out for the kernel (`forestops_treeshap_layout`): a multiclass
+    booster's (`for_booster`) or a scikit-learn forest's (`for_forest`)."""
 
-    def __init__(self, booster: Booster, compiler: str = "cc") -> None:
-        forest = booster_forest(booster)
-        self.classes = forest.num_class
-        self.num_features = forest.num_features
-        trees, expected = zip(*map(_tree_arrays, forest.trees), strict=True)
+    def __init__(
+        self,
+        trees: list[dict[str, np.ndarray]],
+        base: np.ndarray,
+        num_features: int,
+        values: int,
+        compiler: str = "cc",
+    ) -> None:
+        """`trees`: each tree's nodes (`_tree_arrays`' keys, `value` holding `values` per node);
+        `base`: the expected score per class; `values`: 1 (tree t adds to class t mod K) or K."""
+        self.classes = len(base)
+        self.num_features = num_features
+        self.values = values
+        self.base = base
         starts = np.zeros(len(trees) + 1, dtype=np.int32)
-        starts[1:] = np.cumsum([len(tree["value"]) for tree in trees])
+        starts[1:] = np.cumsum([len(tree["left"]) for tree in trees])
         given = {
             key: np.ascontiguousarray(np.concatenate([tree[key] for tree in trees]))
             for key in ("left", "right", "feature", "threshold", "decision", "cover", "value")
         }
-        self.base = np.zeros(self.classes)  # summed tree by tree, as LightGBM sums it
-        for index, value in enumerate(expected):
-            self.base[index % self.classes] += value
         slots = int(starts[-1]) + len(trees)
         self.layout: dict[str, np.ndarray] = {
             "parent": np.zeros(slots, np.int32),
@@ -142,7 +166,7 @@ class TreeShap:
             "edge": np.zeros(slots, np.int32),
             "is_left": np.zeros(slots, np.uint8),
             "z": np.zeros(slots),
-            "value": np.zeros(slots),
+            "value": np.zeros(slots * values),
             "split": np.zeros(slots, np.int32),
             "threshold": np.zeros(slots),
             "decision": np.zeros(slots, np.uint8),
@@ -153,6 +177,7 @@ class TreeShap:
         self.kernel = kernel(compiler)
         self.largest = self.kernel.forestops_treeshap_layout(
             *(given[key].ctypes.data for key in given),
+            values,
             starts.ctypes.data,
             len(trees),
             *(array.ctypes.data for array in self.layout.values()),
@@ -168,7 +193,34 @@ class TreeShap:
         # times its vectors of points (treeshap.c's chunks of 4).
         cost = np.diff(starts) * ((self.points + 3) // 4)
         of_class = np.arange(len(trees))[None, :] % self.classes == np.arange(self.classes)[:, None]
+        if values > 1:  # every tree explains every class
+            of_class[:] = True
         self.cumulative_cost = np.cumsum(np.where(of_class, cost, 0), axis=1)
+
+    @classmethod
+    def for_booster(cls, booster: Booster, compiler: str = "cc") -> TreeShap:
+        forest = booster_forest(booster)
+        trees, expected = zip(*map(_tree_arrays, forest.trees), strict=True)
+        base = np.zeros(forest.num_class)  # summed tree by tree, as LightGBM sums it
+        for index, value in enumerate(expected):
+            base[index % forest.num_class] += value
+        return cls(list(trees), base, forest.num_features, 1, compiler)
+
+    @classmethod
+    def for_forest(cls, forest: ForestClassifier, compiler: str = "cc") -> TreeShap:
+        """A fitted scikit-learn forest of classification trees (no class weights, no missing
+        values seen in fitting: every split is `value <= threshold`)."""
+        classes = len(forest.classes_)
+        trees = [
+            _sklearn_tree(estimator.tree_, len(forest.estimators_))
+            for estimator in forest.estimators_
+        ]
+        base = np.zeros(classes)
+        for tree in trees:
+            leaf = tree["left"] < 0
+            cover = tree["cover"][leaf] / tree["cover"][0]
+            base += cover @ tree["value"].reshape(-1, classes)[leaf]
+        return cls(trees, base, forest.n_features_in_, classes, compiler)
 
     def contributions(
         self, matrix: np.ndarray, only: np.ndarray | None = None, threads: int = 1
@@ -222,6 +274,7 @@ class TreeShap:
             self.starts.ctypes.data,
             self.inner.ctypes.data,
             self.points.ctypes.data,
+            self.values,
             first,
             last,
             self.classes,
@@ -278,17 +331,49 @@ def _tree_arrays(tree: dict[str, str]) -> tuple[dict[str, np.ndarray], float]:
     return arrays, expected
 
 
+def _sklearn_tree(tree: object, trees: int) -> dict[str, np.ndarray]:
+    """One scikit-learn tree's nodes (its own numbering: -1 children for a leaf), each leaf's class
+    fractions divided by the forest's `trees`: what `predict_proba` averages."""
+    left = np.asarray(tree.children_left, dtype=np.int32)  # type: ignore[attr-defined]
+    internal = left >= 0
+    counts = np.asarray(tree.value[:, 0, :], dtype=np.float64)  # type: ignore[attr-defined]
+    fractions = counts / counts.sum(axis=1, keepdims=True)
+    return {
+        "left": left,
+        "right": np.asarray(tree.children_right, dtype=np.int32),  # type: ignore[attr-defined]
+        "feature": np.where(internal, tree.feature, 0).astype(np.int32),  # type: ignore[attr-defined]
+        "threshold": np.where(internal, tree.threshold, 0.0),  # type: ignore[attr-defined]
+        "decision": np.full(len(left), PLAIN_DECISION, dtype=np.uint8),
+        "cover": np.asarray(tree.weighted_n_node_samples, dtype=np.float64),  # type: ignore[attr-defined]
+        "value": np.ascontiguousarray(np.where(internal[:, None], 0.0, fractions / trees)).ravel(),
+    }
+
+
 def checked(booster: Booster, check: np.ndarray, compiler: str = "cc") -> TreeShap:
     """A TreeShap whose contributions on `check` equal `pred_contrib`'s within TOLERANCE.
 
     Raises KernelUnavailable otherwise (or when there is no kernel): checked although exact by
     construction, because the kernel is compiled here by whatever compiler is on PATH.
     """
-    shap = TreeShap(booster, compiler)
+    shap = TreeShap.for_booster(booster, compiler)
     expected = np.asarray(booster.predict(check, pred_contrib=True)).reshape(
         len(check), shap.classes, -1
     )
     difference = float(np.abs(shap.contributions(check) - expected).max())
     if not math.isfinite(difference) or difference > TOLERANCE:
         raise KernelUnavailable(f"contributions differ from pred_contrib's by {difference:.3g}")
+    return shap
+
+
+def checked_forest(forest: ForestClassifier, check: np.ndarray, compiler: str = "cc") -> TreeShap:
+    """A TreeShap over a scikit-learn forest whose base plus contributions on `check` (float32
+    values) equal the forest's `predict_proba` within TOLERANCE, for every class; else
+    KernelUnavailable."""
+    shap = TreeShap.for_forest(forest, compiler)
+    explained = shap.contributions(check).sum(axis=2)
+    difference = float(np.abs(explained - forest.predict_proba(check)).max())
+    if not math.isfinite(difference) or difference > TOLERANCE:
+        raise KernelUnavailable(
+            f"contributions do not add up to predict_proba: {difference:.3g} off"
+        )
     return shap

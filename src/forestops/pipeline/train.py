@@ -355,7 +355,7 @@ def _run_candidate(
         evaluation = evaluate(split.eval_labels, probabilities)
         # That score is this model's, on rows it never saw. What is logged (and may serve) is the
         # same model fitted again with those rows too, where the candidate does so (small data).
-        refitted = candidate.refit_with(fitted, *split.every_row())
+        refitted = candidate.refit_with(fitted, *split.every_row(), settings.train_seed)
         if refitted is not None:
             fitted, model = refitted, ForestCoverModel(refitted.pipeline)
         mlflow.set_tag(

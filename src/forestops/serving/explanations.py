@@ -17,14 +17,16 @@ CSV_COLUMNS = ("base_value", *(f"contribution_{name}" for name in contract.FEATU
 
 QUERY_DESCRIPTION = f"""Explain each prediction (default `false`: nothing changes).
 `true`: per record, `explanation` holds the predicted class's base value and each of the 12
-contract features' contribution to that class's raw score (softmax logit); `all` adds
-`explanations`, the same for every class the model knows. base_value + the sum of the
-contributions = raw_score, within 1e-6. Method: {METHOD}: `hillshade_sum` gives a third to each
+contract features' contribution to that class's raw score (for LightGBM the softmax logit; for a
+forest of trees, extra trees or random forest, the class's probability, the average of its
+trees'); `all` adds `explanations`, the same for every class the model knows. base_value + the
+sum of the contributions = raw_score, within 1e-6. Method: {METHOD}: `hillshade_sum` gives a third to each
 hillshade, `hydrology_euclidean` half to each distance to water, `elevation_minus_*` half to
 elevation and half to the distance it subtracts, the sums and differences of two horizontal
 distances half to each, `aspect_sin`/`aspect_cos` all to aspect, the category code columns all to
 their category. Refused with 422 (`loc` `["query", "explain"]`, the reason in `msg`) for a model
-without exact contributions (anything but LightGBM); 413 beyond `MAX_EXPLAIN_ROWS` records."""
+without exact contributions (anything but LightGBM and forests of trees); 413 beyond
+`MAX_EXPLAIN_ROWS` records."""
 ExplainQuery = Annotated[Literal["false", "true", "all"], Query(description=QUERY_DESCRIPTION)]
 CsvExplainQuery = Annotated[
     Literal["false", "true"],

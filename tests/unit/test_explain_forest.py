@@ -1,0 +1,61 @@
+"""A forest of trees (the small-data champion, extra trees) explains its answers in the contract's
+twelve features, exactly: base + contributions is each class's probability as it is served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.ensemble import ExtraTreesClassifier
+from sklearn.pipeline import Pipeline
+
+from forestops import contract
+from forestops.modeling import explain
+from forestops.modeling.explain import Explainer, NotExplainable
+from forestops.modeling.features import ContractEncoder, frame_to_arrays
+from forestops.modeling.package import ForestCoverModel
+from support.training_data import course_rows
+
+
+@pytest.fixture(scope="module")
+def model(dataset_path: Path) -> ForestCoverModel:
+    rows = course_rows(dataset_path, 2000)
+    pipeline = Pipeline(
+        [
+            ("encode", ContractEncoder("onehot")),
+            ("model", ExtraTreesClassifier(8, criterion="entropy", random_state=0)),
+        ]
+    )
+    return ForestCoverModel(pipeline.fit(rows[list(contract.FEATURE_NAMES)], rows[contract.LABEL]))
+
+
+def test_extra_trees_explain_each_class_probability_in_contract_features(
+    model: ForestCoverModel, dataset_path: Path
+) -> None:
+    records = frame_to_arrays(course_rows(dataset_path, 40, skip=5000))
+    explainer = Explainer(model)
+    assert explainer.method == "compiled"  # nothing else explains a forest
+    explanation = explainer.explain(*records, threads=2)
+    probabilities = model.predict_proba_arrays(*records)
+    positions = [contract.CLASS_IDS.index(c) for c in explanation.classes.tolist()]
+    assert explanation.contributions.shape == (40, len(explanation.classes), 12)
+    assert np.abs(explanation.raw_scores - probabilities[:, positions]).max() <= 1e-9
+    predicted = explanation.classes[explanation.raw_scores.argmax(axis=1)]
+    only = explainer.explain(*records, only=predicted, wait=False)
+    rows = np.arange(40)
+    at = np.searchsorted(explanation.classes, predicted)
+    assert np.abs(only.contributions[rows, at] - explanation.contributions[rows, at]).max() <= 1e-12
+
+
+def test_a_forest_too_large_to_lay_out_is_refused_with_its_size(
+    model: ForestCoverModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(explain, "MAX_FOREST_NODES", 100)
+    with pytest.raises(NotExplainable, match=r"ExtraTreesClassifier of [\d,]+ nodes"):
+        Explainer(model)
+
+
+def test_without_a_compiler_a_forest_cannot_explain(model: ForestCoverModel) -> None:
+    with pytest.raises(NotExplainable, match="need a C compiler"):
+        Explainer(model, compiler="/nonexistent/cc")
