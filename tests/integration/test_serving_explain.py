@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
@@ -281,6 +282,55 @@ def test_a_model_without_exact_contributions_refuses_to_explain_and_still_predic
             assert app.get("/metadata").json()["explanations"] == "none"
     finally:
         linear_holder.stop()
+
+
+def test_an_extra_trees_champion_explains_its_probabilities_over_http(
+    store: ChampionStore, frame: pd.DataFrame, dataset_path: Path
+) -> None:
+    """The small-data champion (a forest of trees): `explain=true` and `all` name the contract's
+    features and add up to the probabilities the same answer gives, through the fast path and
+    the CSV route alike; /metadata says the compiled kernel answers."""
+    settings = store.settings.model_copy(update={"model_name": "forest-cover-extra-trees"})
+    training = read_rows(dataset_path, 2000)
+    forest = Pipeline(
+        [
+            ("encode", ContractEncoder("onehot")),
+            ("model", ExtraTreesClassifier(8, criterion="entropy", random_state=0)),
+        ]
+    ).fit(training[list(contract.FEATURE_NAMES)], training[contract.LABEL])
+    log_candidate(settings, forest, 0.7)
+    forest_holder = ModelHolder(settings)
+    forest_holder.start()
+    try:
+        with TestClient(create_app(settings, forest_holder)) as app:
+            records = _records(frame.iloc[:5])
+            answer = app.post("/predict?explain=all", json=records)
+            assert answer.status_code == 200
+            for prediction in answer.json()["predictions"]:
+                explanation = prediction["explanation"]
+                assert explanation["cover_type"] == prediction["cover_type"]
+                assert list(explanation["contributions"]) == list(contract.FEATURE_NAMES)
+                probability = prediction["probabilities"][
+                    contract.CLASS_IDS.index(prediction["cover_type"])
+                ]
+                total = explanation["base_value"] + sum(explanation["contributions"].values())
+                assert total == pytest.approx(probability, abs=1e-9)
+                assert explanation["raw_score"] == pytest.approx(probability, abs=1e-9)
+                for every in prediction["explanations"]:
+                    shown = prediction["probabilities"][
+                        contract.CLASS_IDS.index(every["cover_type"])
+                    ]
+                    assert every["raw_score"] == pytest.approx(shown, abs=1e-9)
+            one = app.post("/predict?explain=true", json=records[:1]).json()["predictions"][0]
+            first = answer.json()["predictions"][0]["explanation"]  # summed in another order
+            assert one["explanation"]["contributions"] == pytest.approx(
+                first["contributions"], abs=1e-12
+            )
+            upload = {"file": ("s.csv", frame.iloc[:2].to_csv(index=False).encode(), "text/csv")}
+            assert app.post("/predict/csv?explain=true", files=upload).status_code == 200
+            assert app.get("/metadata").json()["explanations"] == "compiled"
+    finally:
+        forest_holder.stop()
 
 
 def test_the_kernel_is_built_on_the_first_explanation_and_lightgbm_answers_until_then(
