@@ -328,7 +328,8 @@ def test_an_extra_trees_champion_explains_its_probabilities_over_http(
             )
             upload = {"file": ("s.csv", frame.iloc[:2].to_csv(index=False).encode(), "text/csv")}
             assert app.post("/predict/csv?explain=true", files=upload).status_code == 200
-            assert app.get("/metadata").json()["explanations"] == "compiled"
+            metadata = app.get("/metadata").json()
+            assert (metadata["explanations"], metadata["runtime"]) == ("compiled", "forest")
     finally:
         forest_holder.stop()
 

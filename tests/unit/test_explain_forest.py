@@ -1,5 +1,6 @@
-"""A forest of trees (the small-data champion, extra trees) explains its answers in the contract's
-twelve features, exactly: base + contributions is each class's probability as it is served."""
+"""A forest of trees (the small-data champion, extra trees) is served without scikit-learn's
+per-tree overhead, with its exact answers, and explains them in the contract's twelve features,
+exactly: base + contributions is each class's probability as it is served."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from forestops.modeling import explain
 from forestops.modeling.explain import Explainer, NotExplainable
 from forestops.modeling.features import ContractEncoder, frame_to_arrays
 from forestops.modeling.package import ForestCoverModel
+from forestops.serving.predictor import make_predictor
 from support.training_data import course_rows
 
 
@@ -46,6 +48,19 @@ def test_extra_trees_explain_each_class_probability_in_contract_features(
     rows = np.arange(40)
     at = np.searchsorted(explanation.classes, predicted)
     assert np.abs(only.contributions[rows, at] - explanation.contributions[rows, at]).max() <= 1e-12
+
+
+def test_the_service_asks_the_trees_directly_for_predict_probas_very_bits(
+    model: ForestCoverModel, dataset_path: Path
+) -> None:
+    records = frame_to_arrays(course_rows(dataset_path, 300, skip=5000))
+    predict, runtime = make_predictor(model)
+    assert runtime == "forest"
+    assert np.array_equal(predict(*records), model.predict_proba_arrays(*records))
+    assert np.array_equal(
+        predict(*(part[:1] for part in records)),
+        model.predict_proba_arrays(*(part[:1] for part in records)),
+    )
 
 
 def test_a_forest_too_large_to_lay_out_is_refused_with_its_size(

@@ -180,9 +180,11 @@ class MetadataResponse(BaseModel):
     )
     features: list[FeatureInfo]
     classes: list[ClassInfo]
-    runtime: Literal["pyfunc", "lightgbm", "compiled"] = Field(
-        description="What computes the answers: the pyfunc model, its LightGBM booster, or the "
-        "booster compiled to native code (after it gave the booster's answers)"
+    runtime: Literal["pyfunc", "lightgbm", "compiled", "forest"] = Field(
+        description="What computes the answers: the pyfunc model, its LightGBM booster, the "
+        "booster compiled to native code (after it gave the booster's answers), or a "
+        "scikit-learn forest's trees asked directly (predict_proba's answers, without its "
+        "per-tree overhead)"
     )
     runtime_note: str | None = Field(
         description="Why a LightGBM model is not served compiled (null otherwise)"
