@@ -127,7 +127,8 @@ def main() -> None:
     bin_dir = Path(sys.executable).parent
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        url, _ = serve_ours(bin_dir, env, args.runtime, processes)
+        inference_runtime = "native" if args.runtime == "lightgbm" else "auto"
+        url, _ = serve_ours(bin_dir, env, inference_runtime, processes)
         kernel_built = wait_for_kernel(url, bodies[0])
         modes = {
             "plain": url,

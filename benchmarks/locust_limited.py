@@ -354,7 +354,7 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     compiler: list[subprocess.Popen[bytes]] = []
     try:  # the library cache filled without the limit: gcc beside the server needs more (above)
-        serve_ours(bin_dir, env, "compiled", compiler)
+        serve_ours(bin_dir, env, "auto", compiler)
     finally:
         stop_all(compiler)
     cgroup = Cgroup(CGROUP, args.cpus, args.memory_mib)
@@ -362,7 +362,7 @@ def main() -> int:
     processes: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     try:
-        url, _ = serve_ours(bin_dir, env, "compiled", processes, cgroup.prefix())
+        url, _ = serve_ours(bin_dir, env, "auto", processes, cgroup.prefix())
         base, server = url.removesuffix("/predict"), processes[-1]
         warm_up(base, settings, {"X-API-Key": admin_key})
         threading.Thread(

@@ -15,15 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 
 from forestops import contract
+from forestops.modeling import treeshap
 from forestops.modeling.explain import Explainer
 from forestops.modeling.features import ContractEncoder, frame_to_arrays
 from forestops.serving.app import create_app
 from forestops.serving.dependencies import service_state
 from forestops.serving.holder import ModelHolder
-from support.champion import ChampionStore, champion_store, log_candidate, read_rows
+from support.champion import ChampionStore, champion_store, read_rows, serving
 
 
 @pytest.fixture(scope="module")
@@ -256,32 +256,20 @@ def test_explain_asks_are_bounded_and_checked(
 def test_a_model_without_exact_contributions_refuses_to_explain_and_still_predicts(
     store: ChampionStore, frame: pd.DataFrame, dataset_path: Path
 ) -> None:
-    settings = store.settings.model_copy(update={"model_name": "forest-cover-linear"})
-    training = read_rows(dataset_path, 2000)
-    linear = Pipeline(
-        [
-            ("encode", ContractEncoder("onehot", engineered=False)),
-            ("model", LogisticRegression(max_iter=50)),
-        ]
-    ).fit(training[list(contract.FEATURE_NAMES)], training[contract.LABEL])
-    log_candidate(settings, linear, 0.7)
-    linear_holder = ModelHolder(settings)
-    linear_holder.start()
-    try:
-        with TestClient(create_app(settings, linear_holder)) as app:
-            records = _records(frame.iloc[:2])
-            refused = app.post("/predict?explain=true", json=records)
-            assert refused.status_code == 422
-            (error,) = refused.json()["detail"]
-            assert error["loc"] == ["query", "explain"]
-            assert error["type"] == "not_explainable"
-            assert "LogisticRegression" in error["msg"] and "LightGBM" in error["msg"]
-            upload = {"file": ("s.csv", frame.iloc[:2].to_csv(index=False).encode(), "text/csv")}
-            assert app.post("/predict/csv?explain=true", files=upload).status_code == 422
-            assert app.post("/predict", json=records).status_code == 200
-            assert app.get("/metadata").json()["explanations"] == "none"
-    finally:
-        linear_holder.stop()
+    linear = LogisticRegression(max_iter=50)
+    encoder = ContractEncoder("onehot", engineered=False)
+    with serving(store.settings, "forest-cover-linear", encoder, linear, dataset_path) as app:
+        records = _records(frame.iloc[:2])
+        refused = app.post("/predict?explain=true", json=records)
+        assert refused.status_code == 422
+        (error,) = refused.json()["detail"]
+        assert error["loc"] == ["query", "explain"]
+        assert error["type"] == "not_explainable"
+        assert "LogisticRegression" in error["msg"] and "LightGBM" in error["msg"]
+        upload = {"file": ("s.csv", frame.iloc[:2].to_csv(index=False).encode(), "text/csv")}
+        assert app.post("/predict/csv?explain=true", files=upload).status_code == 422
+        assert app.post("/predict", json=records).status_code == 200
+        assert app.get("/metadata").json()["explanations"] == "none"
 
 
 def test_an_extra_trees_champion_explains_its_probabilities_over_http(
@@ -290,48 +278,64 @@ def test_an_extra_trees_champion_explains_its_probabilities_over_http(
     """The small-data champion (a forest of trees): `explain=true` and `all` name the contract's
     features and add up to the probabilities the same answer gives, through the fast path and
     the CSV route alike; /metadata says the compiled kernel answers."""
-    settings = store.settings.model_copy(update={"model_name": "forest-cover-extra-trees"})
-    training = read_rows(dataset_path, 2000)
-    forest = Pipeline(
-        [
-            ("encode", ContractEncoder("onehot")),
-            ("model", ExtraTreesClassifier(8, criterion="entropy", random_state=0)),
-        ]
-    ).fit(training[list(contract.FEATURE_NAMES)], training[contract.LABEL])
-    log_candidate(settings, forest, 0.7)
-    forest_holder = ModelHolder(settings)
-    forest_holder.start()
-    try:
-        with TestClient(create_app(settings, forest_holder)) as app:
-            records = _records(frame.iloc[:5])
-            answer = app.post("/predict?explain=all", json=records)
-            assert answer.status_code == 200
-            for prediction in answer.json()["predictions"]:
-                explanation = prediction["explanation"]
-                assert explanation["cover_type"] == prediction["cover_type"]
-                assert list(explanation["contributions"]) == list(contract.FEATURE_NAMES)
-                probability = prediction["probabilities"][
-                    contract.CLASS_IDS.index(prediction["cover_type"])
-                ]
-                total = explanation["base_value"] + sum(explanation["contributions"].values())
-                assert total == pytest.approx(probability, abs=1e-9)
-                assert explanation["raw_score"] == pytest.approx(probability, abs=1e-9)
-                for every in prediction["explanations"]:
-                    shown = prediction["probabilities"][
-                        contract.CLASS_IDS.index(every["cover_type"])
-                    ]
-                    assert every["raw_score"] == pytest.approx(shown, abs=1e-9)
-            one = app.post("/predict?explain=true", json=records[:1]).json()["predictions"][0]
-            first = answer.json()["predictions"][0]["explanation"]  # summed in another order
-            assert one["explanation"]["contributions"] == pytest.approx(
-                first["contributions"], abs=1e-12
-            )
-            upload = {"file": ("s.csv", frame.iloc[:2].to_csv(index=False).encode(), "text/csv")}
-            assert app.post("/predict/csv?explain=true", files=upload).status_code == 200
-            metadata = app.get("/metadata").json()
-            assert (metadata["explanations"], metadata["runtime"]) == ("compiled", "forest")
-    finally:
-        forest_holder.stop()
+    forest = ExtraTreesClassifier(8, criterion="entropy", random_state=0)
+    encoder = ContractEncoder("onehot")
+    with serving(store.settings, "forest-cover-extra-trees", encoder, forest, dataset_path) as app:
+        records = _records(frame.iloc[:5])
+        answer = app.post("/predict?explain=all", json=records)
+        assert answer.status_code == 200
+        for prediction in answer.json()["predictions"]:
+            explanation = prediction["explanation"]
+            assert explanation["cover_type"] == prediction["cover_type"]
+            assert list(explanation["contributions"]) == list(contract.FEATURE_NAMES)
+            probability = prediction["probabilities"][
+                contract.CLASS_IDS.index(prediction["cover_type"])
+            ]
+            total = explanation["base_value"] + sum(explanation["contributions"].values())
+            assert total == pytest.approx(probability, abs=1e-9)
+            assert explanation["raw_score"] == pytest.approx(probability, abs=1e-9)
+            for every in prediction["explanations"]:
+                shown = prediction["probabilities"][contract.CLASS_IDS.index(every["cover_type"])]
+                assert every["raw_score"] == pytest.approx(shown, abs=1e-9)
+        one = app.post("/predict?explain=true", json=records[:1]).json()["predictions"][0]
+        first = answer.json()["predictions"][0]["explanation"]  # summed in another order
+        assert one["explanation"]["contributions"] == pytest.approx(
+            first["contributions"], abs=1e-12
+        )
+        upload = {"file": ("s.csv", frame.iloc[:2].to_csv(index=False).encode(), "text/csv")}
+        assert app.post("/predict/csv?explain=true", files=upload).status_code == 200
+        metadata = app.get("/metadata").json()
+        assert (metadata["explanations"], metadata["runtime"]) == ("compiled", "forest")
+
+
+def test_a_forest_whose_kernel_fails_refuses_to_explain_with_a_422_and_still_predicts(
+    store: ChampionStore, frame: pd.DataFrame, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the kernel explains a forest, and it is built and checked on the first explanation.
+    Its check cannot fail on a real forest here (it is exact by construction), so the check is
+    replaced by one that fails, as it would out of memory: every explanation, through the fast
+    path's size of request and the CSV route alike, is then a 422 naming the reason, never a
+    500, and predictions go on."""
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise treeshap.KernelUnavailable("contributions do not add up to predict_proba: 1 off")
+
+    monkeypatch.setattr(treeshap, "checked_forest", failing)
+    forest = ExtraTreesClassifier(4, random_state=0)
+    encoder = ContractEncoder("onehot")
+    with serving(store.settings, "forest-cover-failing", encoder, forest, dataset_path) as app:
+        records = _records(frame.iloc[:2])
+        assert app.get("/metadata").json()["explanations"] == "compiled"  # not built yet
+        for _ in range(2):  # the first builds and fails; the next is refused as fast
+            refused = app.post("/predict?explain=true", json=records)
+            assert refused.status_code == 422
+            (error,) = refused.json()["detail"]
+            assert (error["loc"], error["type"]) == (["query", "explain"], "not_explainable")
+            assert "do not add up" in error["msg"]
+        upload = {"file": ("s.csv", frame.iloc[:2].to_csv(index=False).encode(), "text/csv")}
+        assert app.post("/predict/csv?explain=true", files=upload).status_code == 422
+        assert app.post("/predict", json=records).status_code == 200
+        assert app.get("/metadata").json()["explanations"] == "none"
 
 
 def test_the_kernel_is_built_on_the_first_explanation_and_lightgbm_answers_until_then(

@@ -14,9 +14,10 @@ from mlflow.tracking import MlflowClient
 
 from forestops import contract
 from forestops.config import Settings
+from forestops.modeling.explain import MAX_FOREST_ROWS
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.tracking import TAG_CANDIDATE, TAG_EXPLANATION, mlflow_uris
-from forestops.pipeline.explanation import CHART, DEPENDENCE, MAX_FOREST_ROWS, MAX_ROWS, TABLE
+from forestops.pipeline.explanation import CHART, DEPENDENCE, MAX_ROWS, TABLE
 from forestops.pipeline.train import train
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 

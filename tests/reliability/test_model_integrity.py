@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.integrity import KEY_FILE, SigningKeyError, sign_files, signing_key
-from forestops.modeling.tracking import TAG_DECISION_REASON, TAG_SIGNATURE
+from forestops.modeling.tracking import TAG_DECISION_REASON, TAG_SIGNATURE, mlflow_uris
 from forestops.pipeline.monitor import monitor
 from forestops.pipeline.train import train
 from forestops.serving.app import create_app
@@ -215,6 +216,27 @@ def test_one_changed_byte_in_any_model_file_is_refused(
     target.write_bytes(bytes(content))
 
     assert "not the ones training signed" in refusal_of_a_fresh_service(settings)
+
+
+def test_mlflows_own_registered_model_meta_does_not_break_the_signature(
+    store: ChampionStore, tmp_path: Path
+) -> None:
+    """`mlflow.pyfunc.load_model("models:/…")` on a local file store writes MLflow's
+    `registered_model_meta` into the stored model's own folder: the champion stays servable.
+    Anything else under that name (here the same file with one more line) is still a change."""
+    settings = _serving(store, tmp_path, "loaded-by-a-user")
+    version = store.register(store.run_a, settings.model_name)
+    with mlflow_uris(settings.mlflow_tracking_uri):
+        mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+    meta = version_files(settings, version) / "registered_model_meta"
+    assert meta.read_text() == f"model_name: {settings.model_name}\nmodel_version: '{version}'\n"
+    with TestClient(create_app(settings)) as api:
+        assert api.get("/metadata").json()["refused"] is None
+
+    meta.write_text(meta.read_text() + "payload: x\n")
+    assert "not the ones training signed" in refusal_of_a_fresh_service(
+        settings.model_copy(update={"forestops_home": tmp_path / "another-home"})
+    )
 
 
 def test_a_tampered_disk_cache_is_refused_unloaded_then_downloaded_afresh(

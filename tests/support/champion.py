@@ -7,6 +7,8 @@ a few thousand rows of the shared data train in about a second.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from fastapi.testclient import TestClient
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -26,6 +29,8 @@ from forestops.modeling.features import ContractEncoder
 from forestops.modeling.integrity import sign_logged_model
 from forestops.modeling.package import log_forest_model
 from forestops.modeling.tracking import PRIMARY_METRIC, TAG_CANDIDATE, TAG_KIND, mlflow_uris
+from forestops.serving.app import create_app
+from forestops.serving.holder import ModelHolder
 
 # The test stores' key: their settings are copied into other homes, which must verify the same
 # signatures (a key generated per FORESTOPS_HOME would differ).
@@ -120,6 +125,27 @@ def log_candidate(
         version = mlflow.register_model(info.model_uri, settings.model_name)
     client.set_registered_model_alias(settings.model_name, settings.champion_alias, version.version)
     return run.info.run_id, str(version.version)
+
+
+@contextmanager
+def serving(
+    settings: Settings, model_name: str, encoder: ContractEncoder, estimator: Any, dataset: Path
+) -> Iterator[TestClient]:
+    """`estimator` behind `encoder`, fitted on the first 2,000 rows, as the champion of
+    `model_name` (a name of its own: no other test's champion moves), served by the real app."""
+    training = read_rows(dataset, 2000)
+    pipeline = Pipeline([("encode", encoder), ("model", estimator)]).fit(
+        training[list(contract.FEATURE_NAMES)], training[contract.LABEL]
+    )
+    settings = settings.model_copy(update={"model_name": model_name})
+    log_candidate(settings, pipeline, 0.7)
+    holder = ModelHolder(settings)
+    holder.start()
+    try:
+        with TestClient(create_app(settings, holder)) as client:
+            yield client
+    finally:
+        holder.stop()
 
 
 def version_files(settings: Settings, version: str) -> Path:

@@ -40,7 +40,7 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> It
     reasons = seed_store(settings, dataset_path, SEEDED_ROWS, SEEDED_BATCHES)
     result = train(settings)
     assert result.decision == "promoted", result
-    assert result.best == "lightgbm", result  # the pages' explanations need a LightGBM champion
+    assert result.best == "lightgbm", result  # the pages' assertions are written for this champion
     api = create_app(settings)
     with BackgroundServer(api) as server:
         yield UiStack(settings, server.url, reasons, api)

@@ -313,39 +313,55 @@ def svc(settings: Settings) -> Candidate:
     )
 
 
-def random_forest(settings: Settings) -> Candidate:
-    model = RandomForestClassifier(
-        n_estimators=settings.random_forest_trees,
-        n_jobs=settings.train_n_jobs,
-        random_state=settings.train_seed,
-    )
+def _full_depth_forest(
+    name: str,
+    forest: type[RandomForestClassifier | ExtraTreesClassifier],
+    categorical: Categorical,
+    settings: Settings,
+    max_rows: int,
+    refits_small_data: bool,
+    **options: Any,
+) -> Candidate:
+    """Fully grown trees, averaged: their size and fit time grow with the rows, hence `max_rows`."""
+    model = forest(n_jobs=settings.train_n_jobs, random_state=settings.train_seed, **options)
     return Candidate(
-        "random_forest",
-        _pipeline("ordinal", True, model),
-        max_rows=settings.random_forest_max_rows,
+        name,
+        _pipeline(categorical, True, model),
+        max_rows=max_rows,
+        refits_small_data=refits_small_data,
         notes={"subsample_reason": "full-depth trees grow with rows: bounds fit time and size"},
+    )
+
+
+def random_forest(settings: Settings) -> Candidate:
+    return _full_depth_forest(
+        "random_forest",
+        RandomForestClassifier,
+        "ordinal",
+        settings,
+        settings.random_forest_max_rows,
+        refits_small_data=False,
+        n_estimators=settings.random_forest_trees,
     )
 
 
 def extra_trees(settings: Settings) -> Candidate:
     # Fully grown trees on random cuts, averaged: on the ~30k rows a course group gets they score
     # above the boosting (0.920 against 0.912 on two held-out slices; benchmarks/RESULTS.md, Small
-    # data), which has too few rows there to learn the map's fine detail. One-hot categories and a
-    # third of the columns per split were the best of the settings tried there. On more rows the
-    # boosting wins and these grow with the rows, hence the bounded sample.
-    model = ExtraTreesClassifier(
+    # data), which has too few rows there to learn the map's fine detail, so like the boosting they
+    # are refitted with the evaluation rows there. One-hot categories and a third of the columns
+    # per split were the best of the settings tried. On more rows the boosting wins and these grow
+    # with the rows, hence the bounded sample.
+    return _full_depth_forest(
+        "extra_trees",
+        ExtraTreesClassifier,
+        "onehot",
+        settings,
+        settings.extra_trees_max_rows,
+        refits_small_data=True,
         n_estimators=settings.extra_trees_trees,
         criterion="entropy",
         max_features=0.3,
-        n_jobs=settings.train_n_jobs,
-        random_state=settings.train_seed,
-    )
-    return Candidate(
-        "extra_trees",
-        _pipeline("onehot", True, model),
-        max_rows=settings.extra_trees_max_rows,
-        refits_small_data=True,
-        notes={"subsample_reason": "full-depth trees grow with rows: bounds fit time and size"},
     )
 
 

@@ -44,7 +44,6 @@ from forestops.modeling.treeshap import TreeShap
 
 if TYPE_CHECKING:
     from lightgbm import Booster
-    from sklearn.ensemble._forest import ForestClassifier
 
     from forestops.modeling.package import ForestCoverModel
 
@@ -58,6 +57,11 @@ METHOD = (
 CHECK_ROWS = 8  # random records beside the input example the kernel must answer as LightGBM does
 MAX_FOREST_NODES = 2_000_000  # ~180 MB of kernel layout; extra trees on 40k rows have ~1.5M
 log = logging.getLogger(__name__)
+
+
+# A forest of full-depth trees costs ~85 ms a record for every class (100 extra trees on 30k rows,
+# 1.2M nodes) against a few for the boosting: a summary over many records explains fewer of them.
+MAX_FOREST_ROWS = 100
 
 
 class NotExplainable(ValueError):
@@ -100,16 +104,15 @@ class Explainer:
 
     def __init__(self, model: ForestCoverModel, compiler: str = "cc") -> None:
         from lightgbm import LGBMClassifier
-        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
         estimator: Any = model.estimator
-        kind = _describe(estimator)
+        self.kind = kind = _describe(estimator)
         self.booster: Booster | None = None
-        self.forest: ForestClassifier | None = None
+        self.forest = model.tree_forest
         if isinstance(estimator, LGBMClassifier):
             self.booster = estimator.booster_
             columns = self.booster.num_feature()
-        elif isinstance(estimator, ExtraTreesClassifier | RandomForestClassifier):
+        elif self.forest is not None:
             nodes = sum(tree.tree_.node_count for tree in estimator.estimators_)
             if nodes > MAX_FOREST_NODES:
                 raise NotExplainable(
@@ -122,7 +125,6 @@ class Explainer:
                 raise NotExplainable(
                     f"the {kind}'s explanations need a C compiler: {error}"
                 ) from None
-            self.forest = estimator
             columns = estimator.n_features_in_
         else:
             raise NotExplainable(
@@ -143,6 +145,7 @@ class Explainer:
             )
         self.compiler = compiler
         self._fast: TreeShap | Literal[False] | None = False  # False: not built yet
+        self.refusal: str | None = None  # why a forest's kernel failed (nothing else explains it)
         self._building = threading.Lock()
         self._starting = threading.Lock()
         self.warmup: threading.Thread | None = None  # building the kernel for `wait=False`
@@ -155,9 +158,14 @@ class Explainer:
         with self._building:
             if self._fast is False:
                 if self.forest is not None:  # nothing else explains it: a failure is the answer
-                    self._fast = treeshap.checked_forest(
-                        self.forest, self._check_rows(), self.compiler
-                    )
+                    try:
+                        self._fast = treeshap.checked_forest(
+                            self.forest, self._check_rows(), self.compiler
+                        )
+                    except (treeshap.KernelUnavailable, UnsupportedModel, MemoryError) as error:
+                        log.error("the %s cannot be explained: %s", self.kind, error)
+                        self.refusal = f"the {self.kind}'s TreeSHAP kernel failed: {error}"
+                        self._fast = None
                     return self._fast
                 assert self.booster is not None
                 try:
@@ -168,13 +176,35 @@ class Explainer:
             return self._fast
 
     @property
-    def method(self) -> Literal["lightgbm", "compiled"]:
-        """What answers `explain(wait=False)` now (a forest waits for its kernel: only it can)."""
+    def answers_at_once(self) -> bool:
+        """Whether `explain(wait=False)` answers without first building a kernel: a booster
+        always does (LightGBM's pred_contrib until its kernel is built), a forest once its kernel
+        is built and checked (until then `verify` builds it, or says why it cannot)."""
+        return self.forest is None or isinstance(self._fast, TreeShap)
+
+    def verify(self) -> None:
+        """Build a forest's kernel now, waiting for it, and raise NotExplainable if it failed; a
+        booster's explanations cannot fail this way. For a caller that must refuse before it
+        does any other work."""
+        if self.forest is not None and self.fast is None:
+            raise NotExplainable(str(self.refusal))
+
+    @property
+    def method(self) -> Literal["none", "lightgbm", "compiled"]:
+        """What answers `explain(wait=False)` now (a forest waits for its kernel: only it can;
+        `none` once that kernel has failed)."""
+        if self.refusal is not None:
+            return "none"
         return (
             "compiled"
             if self.forest is not None or isinstance(self._fast, TreeShap)
             else "lightgbm"
         )
+
+    def affordable(self, rows: int) -> int:
+        """How many of `rows` records a summary explains (training's global explanation, the
+        monitor's reliance shift): all of them, or MAX_FOREST_ROWS for a forest."""
+        return rows if self.forest is None else min(rows, MAX_FOREST_ROWS)
 
     def prepare(self) -> None:
         """Start building the kernel on a thread of its own, once (`warmup`).
@@ -226,7 +256,8 @@ class Explainer:
         if fast is False:
             self.prepare()
         if not isinstance(fast, TreeShap):
-            assert self.booster is not None
+            if self.booster is None:
+                raise NotExplainable(str(self.refusal))
             raw = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=threads))
             per_class = raw.reshape(rows, len(self.classes), columns + 1)
             if positions is not None:

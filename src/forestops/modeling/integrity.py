@@ -101,11 +101,23 @@ def _local_key(path: Path) -> bytes:
     return _checked(path.read_text(), str(path))
 
 
+# MLflow writes this file into a model's folder whenever it is downloaded by a `models:/` URI,
+# and in a local file store the download is the stored folder itself: one
+# `mlflow.pyfunc.load_model("models:/forest-cover@champion")` on the embedded store would change
+# the champion's files. MLflow never reads it back (it records the name and version for the
+# caller), so it is not part of the model; only its own shape is admitted.
+_MLFLOW_META = "registered_model_meta"
+_MLFLOW_META_TEXT = re.compile(rb"model_name: [^\n]{1,256}\nmodel_version: [^\n]{1,32}\n")
+
+
 def manifest_digest(directory: Path) -> str:
-    """SHA-256 of the sorted (relative path, SHA-256) list of every file under `directory`."""
+    """SHA-256 of the sorted (relative path, SHA-256) list of every file under `directory`,
+    MLflow's own `registered_model_meta` at the top left out."""
     entries: list[tuple[str, str]] = []
     for path in directory.rglob("*"):
         relative = path.relative_to(directory).as_posix()
+        if relative == _MLFLOW_META and _mlflow_meta(path):
+            continue
         if path.is_symlink():
             raise ModelIntegrityError(f"{relative} is a symbolic link")
         if path.is_file():
@@ -117,6 +129,13 @@ def manifest_digest(directory: Path) -> str:
         raise ModelIntegrityError("it has no files")
     listing = json.dumps(sorted(entries), separators=(",", ":")).encode()
     return hashlib.sha256(listing).hexdigest()
+
+
+def _mlflow_meta(path: Path) -> bool:
+    """Whether `path` is a regular file holding what MLflow writes there, and only that."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 512:
+        return False
+    return _MLFLOW_META_TEXT.fullmatch(path.read_bytes()) is not None
 
 
 def _mac(key: bytes, digest: str) -> str:

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -25,6 +25,9 @@ from sklearn.pipeline import Pipeline
 
 from forestops import contract
 from forestops.modeling.features import ContractEncoder
+
+if TYPE_CHECKING:
+    from sklearn.ensemble._forest import ForestClassifier
 
 PROBABILITY_COLUMNS = tuple(f"probability_{i}" for i in contract.CLASS_IDS)
 
@@ -59,6 +62,19 @@ class ForestCoverModel(PythonModel):
     @property
     def estimator(self) -> Any:
         return self.pipeline.steps[-1][1]
+
+    @property
+    def tree_forest(self) -> ForestClassifier | None:
+        """The estimator if it is a scikit-learn forest of classification trees (extra trees or
+        a random forest): what serving asks tree by tree and TreeSHAP explains."""
+        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+        estimator = self.estimator
+        return (
+            estimator
+            if isinstance(estimator, ExtraTreesClassifier | RandomForestClassifier)
+            else None
+        )
 
     def predict_proba_arrays(
         self, numeric: np.ndarray, area: np.ndarray, soil: np.ndarray

@@ -4,7 +4,8 @@ Mean |contribution| (TreeSHAP, `modeling.explain`) of each contract feature on t
 rows, summed over the classes (and per class), logged to the candidate's run as a table and a
 bar chart, with dependence plots (contribution to the predicted class against the feature's
 value) for the top features. TreeSHAP costs ~100x a prediction on a large forest, so at most
-`MAX_ROWS` evaluation rows (a seeded sample) are explained. A model without exact contributions
+`MAX_ROWS` evaluation rows (a seeded sample; fewer for a forest, `Explainer.affordable`) are
+explained. A model without exact contributions
 gets the tag `forestops.explanation` saying why instead.
 """
 
@@ -30,9 +31,6 @@ from forestops.modeling.tracking import TAG_EXPLANATION
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 500
-# A forest of full-depth trees costs ~85 ms a row for every class (100 extra trees on 30k rows,
-# 1.2M nodes) against a few for the boosting: fewer rows keep its explanation to seconds.
-MAX_FOREST_ROWS = 100
 TABLE = "explanation/global_importance.json"
 CHART = "explanation/global_importance.png"
 DEPENDENCE = "explanation/dependence.png"
@@ -110,8 +108,8 @@ def log_global_explanation(
     if explainer is None:
         mlflow.set_tag(TAG_EXPLANATION, f"none: {why_not}")
         return
-    most = MAX_ROWS if explainer.forest is None else MAX_FOREST_ROWS
-    sample = features.sample(min(most, len(features)), random_state=seed)
+    rows = explainer.affordable(min(MAX_ROWS, len(features)))
+    sample = features.sample(rows, random_state=seed)
     explanation = explainer.explain(*frame_to_arrays(sample), threads=0)  # 0: all cores
     table = importance_table(explanation)
     mlflow.log_table(table, TABLE)

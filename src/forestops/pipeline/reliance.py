@@ -47,7 +47,7 @@ from forestops.modeling.explain import explainer_for
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.package import ForestCoverModel
 from forestops.modeling.tracking import ServingModelRef
-from forestops.pipeline.explanation import MAX_FOREST_ROWS, importance_table, logged_importance
+from forestops.pipeline.explanation import importance_table, logged_importance
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,8 @@ def reliance_shift(
             "the champion's training run logged no global explanation (trained before "
             "explanations were logged)"
         )
-    if explainer.forest is not None:  # ~85 ms a record: as few as training explained
-        limit = min(limit, MAX_FOREST_ROWS)
-    sample = served.sample(min(limit, len(served)), random_state=settings.train_seed)
+    rows = explainer.affordable(min(limit, len(served)))
+    sample = served.sample(rows, random_state=settings.train_seed)
     explanation = explainer.explain(*frame_to_arrays(sample), threads=1)
     now = importance_table(explanation).set_index("feature")["mean_abs_contribution"]
     then = logged.set_index("feature")["mean_abs_contribution"]

@@ -10,7 +10,7 @@ from fastapi import HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from forestops import contract
-from forestops.modeling.explain import METHOD, Explainer, Explanation
+from forestops.modeling.explain import METHOD, Explainer, Explanation, NotExplainable
 from forestops.serving.served_model import ServedModel
 
 CSV_COLUMNS = ("base_value", *(f"contribution_{name}" for name in contract.FEATURE_NAMES))
@@ -34,18 +34,32 @@ CsvExplainQuery = Annotated[
 ]
 
 
+def _refusal(why: str | None, asked: str) -> RequestValidationError:
+    msg = f"the served model cannot explain its predictions: {why}"
+    return RequestValidationError(
+        [{"type": "not_explainable", "loc": ["query", "explain"], "msg": msg, "input": asked}]
+    )
+
+
 def explainer(served: ServedModel, asked: str, rows: int, max_rows: int) -> Explainer:
     """The served model's explainer for `rows` records, or the 422 / 413 saying why not."""
     if served.explainer is None:
-        why = f"the served model cannot explain its predictions: {served.unexplainable}"
-        refusal = {"type": "not_explainable", "loc": ["query", "explain"], "msg": why}
-        raise RequestValidationError([{**refusal, "input": asked}])
+        raise _refusal(served.unexplainable, asked)
     if rows > max_rows:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
             f"{rows} records to explain, more than MAX_EXPLAIN_ROWS={max_rows}",
         )
     return served.explainer
+
+
+def verified(explain_with: Explainer, asked: str) -> None:
+    """The 422 if `explain_with` cannot answer after all (a forest whose kernel failed when it
+    was built, here if not before: seconds of work, so called off the event loop)."""
+    try:
+        explain_with.verify()
+    except NotExplainable as error:
+        raise _refusal(str(error), asked) from None
 
 
 def _entry(explanation: Explanation, row: int, position: int) -> dict[str, Any]:

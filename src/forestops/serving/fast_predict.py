@@ -13,8 +13,9 @@ same bytes, and every request it is not sure of goes to the route untouched:
   `explain=false|true|all` (anything else, an unknown value's 422 included, is FastAPI's), a
   Content-Type that is not JSON, a body over `INLINE_MAX_BYTES` or of undeclared length, no
   model loaded (the route's 503), an explanation asked of a model that cannot give one (its
-  422), a key the guard would refuse (the guard's 401): passed on before a byte of the body is
-  read;
+  422) or not yet at once (a forest before its kernel is built: the route builds it, or words
+  the 422 if it fails), a key the guard would refuse (the guard's 401): passed on before a byte
+  of the body is read;
 - a body that does not decode into at most `INLINE_MAX_ROWS` valid records (every 422 and 413),
   or, to explain, into more than `MAX_EXPLAIN_ROWS`: passed on with the body replayed, so the
   route judges it and words the error.
@@ -119,7 +120,11 @@ class FastPredictMiddleware:
             return None
         served = self.service.holder.current
         explain = _EXPLAIN.get(scope["query_string"])
-        if served is None or explain is None or (explain != "false" and served.explainer is None):
+        if served is None or explain is None:
+            return None
+        if explain != "false" and (
+            served.explainer is None or not served.explainer.answers_at_once
+        ):
             return None
         headers = _headers(scope)
         length = headers.get(b"content-length", b"")

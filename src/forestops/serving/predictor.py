@@ -43,12 +43,9 @@ def lightgbm_booster(model: ForestCoverModel) -> Booster | None:
 
 def forest_trees(model: ForestCoverModel) -> list[Any] | None:
     """The trees (`tree_`) of a scikit-learn classification forest that knows all seven classes."""
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-
-    estimator = model.estimator
-    complete = np.array_equal(getattr(estimator, "classes_", ()), contract.CLASS_IDS)
-    if isinstance(estimator, ExtraTreesClassifier | RandomForestClassifier) and complete:
-        return [tree.tree_ for tree in estimator.estimators_]
+    forest = model.tree_forest
+    if forest is not None and np.array_equal(forest.classes_, contract.CLASS_IDS):
+        return [tree.tree_ for tree in forest.estimators_]
     return None
 
 

@@ -190,7 +190,8 @@ class MetadataResponse(BaseModel):
         description="Why a LightGBM model is not served compiled (null otherwise)"
     )
     explanations: Literal["none", "lightgbm", "compiled"] = Field(
-        description="What answers `?explain=`: nothing (the model has no exact contributions), "
+        description="What answers `?explain=`: nothing (the model has no exact contributions, "
+        "or a forest's kernel failed when first built), "
         "LightGBM's pred_contrib (until the first explanation has had the compiled TreeSHAP "
         "kernel built, or where it cannot be), or that kernel (the same numbers, faster)"
     )

@@ -48,6 +48,7 @@ from forestops.serving.explanations import (
     csv_cells,
     explained,
     explainer,
+    verified,
 )
 from forestops.serving.json_body import decode_body, require_json
 from forestops.serving.prediction_log import PredictionLogger
@@ -133,6 +134,8 @@ async def predict(
     explaining = explain != "false"
     if explaining:  # refused before any work is done
         explain_with = explainer(served, explain, rows, settings.max_explain_rows)
+        if not explain_with.answers_at_once:
+            await anyio.to_thread.run_sync(verified, explain_with, explain)
     probabilities = await _predict(served, arrays, settings.inference_threads)
     request_id = request.headers.get("x-request-id")
     labels, predictions = answered(service, served, arrays, probabilities, request_id, started)
@@ -214,6 +217,7 @@ async def predict_csv(
         arrays = (parsed.numeric, parsed.area, parsed.soil)
         if explain == "true":
             explain_with = explainer(served, explain, len(parsed.rows), settings.max_explain_rows)
+            verified(explain_with, explain)
         probabilities = served.predict(*arrays)
         labels = probabilities.argmax(axis=1)
         service.metrics.count_predictions(labels)
