@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.pipeline import Pipeline
 
 from forestops import contract
-from forestops.modeling import explain
+from forestops.modeling import explain, treeshap
 from forestops.modeling.explain import Explainer, NotExplainable
 from forestops.modeling.features import ContractEncoder, frame_to_arrays
 from forestops.modeling.package import ForestCoverModel
+from forestops.modeling.tracking import TAG_EXPLANATION, mlflow_uris
+from forestops.pipeline.explanation import log_global_explanation
 from forestops.serving.predictor import make_predictor
 from support.training_data import course_rows
 
@@ -74,3 +77,27 @@ def test_a_forest_too_large_to_lay_out_is_refused_with_its_size(
 def test_without_a_compiler_a_forest_cannot_explain(model: ForestCoverModel) -> None:
     with pytest.raises(NotExplainable, match="need a C compiler"):
         Explainer(model, compiler="/nonexistent/cc")
+
+
+def test_a_forest_whose_kernel_fails_its_check_says_so_and_training_logs_why(
+    model: ForestCoverModel, dataset_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's check cannot fail on a real forest (it is exact by construction), so it is
+    replaced by one that fails as it would out of memory: the explainer refuses with the reason,
+    says `none`, and training's global explanation tags why instead of failing the job."""
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise treeshap.KernelUnavailable("contributions do not add up to predict_proba: 1 off")
+
+    monkeypatch.setattr(treeshap, "checked_forest", failing)
+    explainer = Explainer(model)
+    assert not explainer.answers_at_once
+    with pytest.raises(NotExplainable, match="kernel failed: contributions do not add up"):
+        explainer.verify()
+    assert explainer.method == "none"
+
+    with mlflow_uris(f"sqlite:///{tmp_path / 'mlflow.db'}"):
+        with mlflow.start_run() as run:
+            log_global_explanation(model, course_rows(dataset_path, 50, skip=5000), 0, "cc")
+        tag = mlflow.get_run(run.info.run_id).data.tags[TAG_EXPLANATION]
+    assert tag.startswith("none: the ExtraTreesClassifier's TreeSHAP kernel failed")

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from forestops import contract
-from forestops.modeling.explain import Explanation, explainer_for
+from forestops.modeling.explain import Explanation, NotExplainable, explainer_for
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.package import ForestCoverModel
 from forestops.modeling.tracking import TAG_EXPLANATION
@@ -110,7 +110,11 @@ def log_global_explanation(
         return
     rows = explainer.affordable(min(MAX_ROWS, len(features)))
     sample = features.sample(rows, random_state=seed)
-    explanation = explainer.explain(*frame_to_arrays(sample), threads=0)  # 0: all cores
+    try:
+        explanation = explainer.explain(*frame_to_arrays(sample), threads=0)  # 0: all cores
+    except NotExplainable as error:  # a forest whose kernel failed: nothing else explains it
+        mlflow.set_tag(TAG_EXPLANATION, f"none: {error}")
+        return
     table = importance_table(explanation)
     mlflow.log_table(table, TABLE)
     mlflow.log_figure(_importance_figure(table, len(sample)), CHART)

@@ -43,7 +43,7 @@ import pandas as pd
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.explain import explainer_for
+from forestops.modeling.explain import NotExplainable, explainer_for
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.package import ForestCoverModel
 from forestops.modeling.tracking import ServingModelRef
@@ -89,7 +89,7 @@ def reliance_shift(
         return _skipped(f"the champion is a {type(python_model).__name__}, not a forestops model")
     explainer, why_not = explainer_for(python_model, settings.inference_compiler)
     if explainer is None:
-        return _skipped(f"the champion cannot be explained: {why_not}")
+        return _unexplainable(why_not)
     from mlflow.tracking import MlflowClient
 
     logged = logged_importance(MlflowClient(settings.mlflow_tracking_uri), champion.run_id)
@@ -100,12 +100,19 @@ def reliance_shift(
         )
     rows = explainer.affordable(min(limit, len(served)))
     sample = served.sample(rows, random_state=settings.train_seed)
-    explanation = explainer.explain(*frame_to_arrays(sample), threads=1)
+    try:
+        explanation = explainer.explain(*frame_to_arrays(sample), threads=1)
+    except NotExplainable as error:  # a forest whose kernel failed
+        return _unexplainable(str(error))
     now = importance_table(explanation).set_index("feature")["mean_abs_contribution"]
     then = logged.set_index("feature")["mean_abs_contribution"]
     result = {"rows": len(sample), **compare(then.to_dict(), now.to_dict()), "note": None}
     log.info("reliance shift on %d served records: %.3f", len(sample), result["total_shift"])
     return result
+
+
+def _unexplainable(why: str | None) -> dict[str, Any]:
+    return _skipped(f"the champion cannot be explained: {why}")
 
 
 def _skipped(note: str) -> dict[str, Any]:
