@@ -219,13 +219,17 @@ def test_one_changed_byte_in_any_model_file_is_refused(
 
 
 def test_mlflows_own_registered_model_meta_does_not_break_the_signature(
-    store: ChampionStore, tmp_path: Path
+    store: ChampionStore, tmp_path: Path, dataset_path: Path
 ) -> None:
     """`mlflow.pyfunc.load_model("models:/…")` on a local file store writes MLflow's
     `registered_model_meta` into the stored model's own folder: the champion stays servable.
-    Anything else under that name (here the same file with one more line) is still a change."""
+    Anything else under that name (here the same file with one more line) is still a change.
+    A model of its own: the file written is the store's, shared by every version of a run."""
     settings = _serving(store, tmp_path, "loaded-by-a-user")
-    version = store.register(store.run_a, settings.model_name)
+    run_id, _ = log_candidate(
+        settings, tiny_pipeline(read_rows(dataset_path, 300), 2), 0.5, champion=False
+    )
+    version = store.register(run_id, settings.model_name)
     with mlflow_uris(settings.mlflow_tracking_uri):
         mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
     meta = version_files(settings, version) / "registered_model_meta"
