@@ -53,12 +53,25 @@ def test_extra_trees_explain_each_class_probability_in_contract_features(
     assert np.abs(only.contributions[rows, at] - explanation.contributions[rows, at]).max() <= 1e-12
 
 
+@pytest.mark.parametrize(
+    "compiler",
+    [
+        "cc",  # the trees walked in C (forest_walk.c)
+        "/nonexistent/cc",  # no compiler: each tree's tree_.predict
+        None,
+    ],
+)
 def test_the_service_asks_the_trees_directly_for_predict_probas_very_bits(
-    model: ForestCoverModel, dataset_path: Path
+    model: ForestCoverModel,
+    dataset_path: Path,
+    compiler: str | None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     records = frame_to_arrays(course_rows(dataset_path, 300, skip=5000))
-    predict, runtime = make_predictor(model)
+    predict, runtime = make_predictor(model, compiler=compiler)
     assert runtime == "forest"
+    fell_back = "asked one by one" in caplog.text
+    assert fell_back == (compiler == "/nonexistent/cc")
     assert np.array_equal(predict(*records), model.predict_proba_arrays(*records))
     assert np.array_equal(
         predict(*(part[:1] for part in records)),

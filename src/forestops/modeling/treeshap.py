@@ -37,9 +37,6 @@ import ctypes
 import itertools
 import math
 import os
-import subprocess
-import tempfile
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -49,6 +46,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from forestops.modeling.lightgbm_text import booster_forest
+from forestops.native import KernelUnavailable, compiled
 
 if TYPE_CHECKING:
     from lightgbm import Booster
@@ -58,29 +56,13 @@ SOURCE = Path(__file__).with_name("treeshap.c")
 MAX_POINTS = 32  # treeshap.c's: paths with up to 64 distinct features
 PLAIN_DECISION = 128  # treeshap.c's: left when value <= threshold (scikit-learn's test)
 TOLERANCE = 1e-9  # largest difference from pred_contrib, in raw-score units, that counts as equal
-_FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
-_compiling = threading.Lock()
 _POINTER = ctypes.c_void_p
 T = TypeVar("T")
 
 
-class KernelUnavailable(RuntimeError):
-    """No kernel here: no compiler, or it failed; the message says which."""
-
-
 @cache
-def _kernel_cached(compiler: str) -> ctypes.CDLL:
-    with tempfile.TemporaryDirectory() as scratch:
-        library = Path(scratch) / "treeshap.so"
-        command = [compiler, *_FLAGS, str(SOURCE), "-o", str(library), "-lm"]
-        try:
-            done = subprocess.run(command, capture_output=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise KernelUnavailable(f"{compiler} did not run: {error}") from None
-        if done.returncode != 0:
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise KernelUnavailable(f"{compiler} exited {done.returncode}: {tail[0]}")
-        kernel = ctypes.CDLL(str(library))  # mapped: the file may go with the directory
+def _declared(compiler: str) -> ctypes.CDLL:
+    kernel = compiled(SOURCE, compiler)
     kernel.forestops_treeshap_layout.restype = ctypes.c_int32
     size, count = ctypes.c_size_t, ctypes.c_int32
     kernel.forestops_treeshap_layout.argtypes = [
@@ -121,8 +103,7 @@ def _pool() -> ThreadPoolExecutor:
 
 def kernel(compiler: str = "cc") -> ctypes.CDLL:
     """The compiled kernel, built on the first call in this process (about a second of CPU)."""
-    with _compiling:
-        return _kernel_cached(compiler)
+    return _declared(compiler)
 
 
 def _quadrature() -> tuple[np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ def open_model(settings: Settings, key: bytes, path: Path, ref: ServingModelRef)
     if not isinstance(model, ForestCoverModel):
         raise ModelRefused(f"is a {type(model).__name__}, not a ForestCoverModel")
     single_threaded(model)
-    predict, runtime = make_predictor(model)
+    predict, runtime = make_predictor(model, compiler=settings.inference_compiler)
     smoke_test(model, predict)
     explainer, unexplainable = explainer_for(model, settings.inference_compiler)
     served = ServedModel(
