@@ -237,8 +237,9 @@ class Settings(BaseSettings):
     )
     inference_compiler: str = Field(
         "cc",
-        description="C compiler for the compiled runtime and the TreeSHAP kernel (without one "
-        "the booster serves and LightGBM's pred_contrib explains)",
+        description="C compiler for the compiled runtime, the TreeSHAP kernel and a forest's "
+        "tree walk (without one the booster serves, LightGBM's pred_contrib explains, a "
+        "forest's trees are asked one by one and cannot explain)",
     )
     inference_compile_timeout_s: float = Field(
         1800.0, gt=0, description="Longest compilation of one model (beyond: the booster stays)"
