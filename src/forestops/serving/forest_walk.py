@@ -39,7 +39,8 @@ class ForestWalk:
     def __init__(self, trees: list[Any], classes: int, compiler: str) -> None:
         self.function = _declared(compiler)
         self.trees, self.classes = len(trees), classes
-        self.arrays: dict[str, list[np.ndarray]] = {  # held here: the kernel reads them through `pointers`
+        # held here as long as the kernel reads them through `pointers`
+        self.arrays: dict[str, list[np.ndarray]] = {
             "left": [np.ascontiguousarray(tree.children_left, dtype=np.int32) for tree in trees],
             "right": [np.ascontiguousarray(tree.children_right, dtype=np.int32) for tree in trees],
             "feature": [np.ascontiguousarray(tree.feature, dtype=np.int32) for tree in trees],
