@@ -17,7 +17,6 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from fastapi.testclient import TestClient
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -29,8 +28,6 @@ from forestops.modeling.features import ContractEncoder
 from forestops.modeling.integrity import sign_logged_model
 from forestops.modeling.package import log_forest_model
 from forestops.modeling.tracking import PRIMARY_METRIC, TAG_CANDIDATE, TAG_KIND, mlflow_uris
-from forestops.serving.app import create_app
-from forestops.serving.holder import ModelHolder
 
 # The test stores' key: their settings are copied into other homes, which must verify the same
 # signatures (a key generated per FORESTOPS_HOME would differ).
@@ -130,9 +127,16 @@ def log_candidate(
 @contextmanager
 def serving(
     settings: Settings, model_name: str, encoder: ContractEncoder, estimator: Any, dataset: Path
-) -> Iterator[TestClient]:
+) -> Iterator[Any]:
     """`estimator` behind `encoder`, fitted on the first 2,000 rows, as the champion of
-    `model_name` (a name of its own: no other test's champion moves), served by the real app."""
+    `model_name` (a name of its own: no other test's champion moves), served by the real app.
+    Imported here: the Airflow tests import this module in a venv without the service's
+    dependencies."""
+    from fastapi.testclient import TestClient
+
+    from forestops.serving.app import create_app
+    from forestops.serving.holder import ModelHolder
+
     training = read_rows(dataset, 2000)
     pipeline = Pipeline([("encode", encoder), ("model", estimator)]).fit(
         training[list(contract.FEATURE_NAMES)], training[contract.LABEL]
