@@ -76,7 +76,7 @@ def test_a_replica_serves_the_shipped_library_from_its_first_request(trained: Se
         assert (served.runtime, served.runtime_note) == ("compiled", None)
         assert not list(served.path.glob("forest-*.so"))  # nothing was compiled here
         numeric, area, soil = random_records(500, seed=7)
-        booster, _ = make_predictor(served.model)
+        booster, _ = make_predictor(served.model, compiler="cc")
         difference = np.abs(served.predict(numeric, area, soil) - booster(numeric, area, soil))
         assert difference.max() <= TOLERANCE
     finally:

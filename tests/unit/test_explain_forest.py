@@ -57,8 +57,7 @@ def test_extra_trees_explain_each_class_probability_in_contract_features(
     "compiler",
     [
         "cc",  # the trees walked in C (forest_walk.c)
-        "/nonexistent/cc",  # no compiler: each tree's tree_.predict
-        None,
+        "/nonexistent/cc",  # no compiler: each tree's tree_.predict, and a warning saying so
     ],
 )
 def test_the_service_asks_the_trees_directly_for_predict_probas_very_bits(

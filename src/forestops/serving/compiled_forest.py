@@ -43,13 +43,16 @@ import numpy as np
 from forestops import contract
 from forestops.modeling.lightgbm_text import UnsupportedModel
 from forestops.modeling.package import random_records
+from forestops.native import run_compiler
 from forestops.serving.forest_codegen import CODEGEN_VERSION, ENTRY_POINT, forest_source
 
 if TYPE_CHECKING:
     from forestops.serving.predictor import Predict
 
 TOLERANCE = 1e-9  # largest probability difference from the booster that still counts as equal
-_OPTIMIZE = "-O1"  # measured: -O0 2.2x slower code, -O2 compiles far longer for little more
+# measured: -O0 2.2x slower code, -O2 compiles far longer for little more. No -march=native (as
+# forestops.native's kernels have): a shipped library runs on every host of its platform key.
+_OPTIMIZE = "-O1"
 _UNIT_TEXT = 8_000_000  # most model-text characters per translation unit (~12 MB of C)
 _BACKGROUND = "--background"
 VERIFICATION_ROWS = 20_000  # a library's first check (~5 s of one-thread booster CPU, 1,200 trees)
@@ -220,21 +223,14 @@ def build_library(
     objects = [file.with_suffix(".o") for file in files]
     with ThreadPoolExecutor(jobs or cores) as pool:
         list(
-            pool.map(lambda pair: _compile_unit(compiler, *pair), zip(files, objects, strict=True))
+            pool.map(
+                lambda pair: run_compiler(
+                    compiler, [_OPTIMIZE, "-fPIC", "-c", str(pair[0]), "-o", str(pair[1])]
+                ),
+                zip(files, objects, strict=True),
+            )
         )
-    subprocess.run(
-        [compiler, "-shared", "-o", str(target), *map(str, objects), "-lm"],
-        check=True,
-        capture_output=True,
-    )
-
-
-def _compile_unit(compiler: str, source: Path, output: Path) -> None:
-    done = subprocess.run(
-        [compiler, _OPTIMIZE, "-fPIC", "-c", str(source), "-o", str(output)], capture_output=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{compiler} failed on {source.name}: {done.stderr.decode()[-500:]}")
+    run_compiler(compiler, ["-shared", "-o", str(target), *map(str, objects), "-lm"])
 
 
 def run_at_idle_priority() -> None:

@@ -85,7 +85,9 @@ def ship(settings: Settings, client: MlflowClient, run_id: str, model: ForestCov
             ForestCompiler(
                 settings.inference_compile_timeout_s, settings.inference_compiler
             ).compile(model_text, library)
-            reference, _ = make_predictor(model, threads=settings.train_n_jobs)
+            reference, _ = make_predictor(
+                model, compiler=settings.inference_compiler, threads=settings.train_n_jobs
+            )
             _, difference = verified_forest(
                 library, model.encoder.encode_arrays, reference, VERIFICATION_ROWS
             )
