@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import lightgbm
 import numpy as np
@@ -235,16 +236,25 @@ def test_a_scikit_learn_forest_gets_shapley_values_by_their_definition(kind: typ
     assert np.isnan(one[np.arange(len(forest.classes_))[None, :] != asked[:, None]]).all()
 
 
+@pytest.mark.parametrize("wrong", [0, 1, 2])
 def test_a_forest_whose_kernel_does_not_add_up_to_predict_proba_is_refused(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, wrong: int
 ) -> None:
-    """`checked_forest`'s guard. Mocked as above: the kernel's answer is shifted after the fact."""
+    """`checked_forest`'s guard, whichever class is wrong (each check record is asked for one
+    class in turn). Mocked as above: the kernel's answer is shifted after the fact."""
     rng = np.random.default_rng(4)
     X = rng.normal(size=(200, 3))
     forest = ExtraTreesClassifier(n_estimators=3, random_state=0).fit(
-        X, (X[:, 0] > 0) + (X[:, 1] > 1)
+        X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 1)
     )
+    assert len(forest.classes_) == 3
     honest = TreeShap.contributions
-    monkeypatch.setattr(TreeShap, "contributions", lambda self, *args: honest(self, *args) + 1e-6)
+
+    def shifted(self: TreeShap, *args: Any) -> np.ndarray:
+        answer = honest(self, *args)
+        answer[:, wrong] += 1e-6
+        return answer
+
+    monkeypatch.setattr(TreeShap, "contributions", shifted)
     with pytest.raises(KernelUnavailable, match="predict_proba"):
         checked_forest(forest, X[:9])

@@ -348,11 +348,17 @@ def checked(booster: Booster, check: np.ndarray, compiler: str = "cc") -> TreeSh
 
 def checked_forest(forest: ForestClassifier, check: np.ndarray, compiler: str = "cc") -> TreeShap:
     """A TreeShap over a scikit-learn forest whose base plus contributions on `check` (float32
-    values) equal the forest's `predict_proba` within TOLERANCE, for every class; else
-    KernelUnavailable."""
+    values) equal the forest's `predict_proba` within TOLERANCE; else KernelUnavailable.
+
+    Each record is checked for one class, the classes taken in turn so that every class's leaf
+    values are read: every class of every record would be ~7x the work (1.2 s of the first
+    explanation's 1.8 s on a one-batch extra-trees champion), for paths the other records walk.
+    """
     shap = TreeShap.for_forest(forest, compiler)
-    explained = shap.contributions(check).sum(axis=2)
-    difference = float(np.abs(explained - forest.predict_proba(check)).max())
+    rows = np.arange(len(check))
+    only = rows % shap.classes
+    explained = shap.contributions(check, only)[rows, only].sum(axis=1)
+    difference = float(np.abs(explained - forest.predict_proba(check)[rows, only]).max())
     if not math.isfinite(difference) or difference > TOLERANCE:
         raise KernelUnavailable(
             f"contributions do not add up to predict_proba: {difference:.3g} off"
