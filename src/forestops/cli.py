@@ -352,6 +352,17 @@ def model_rollback(
         raise typer.Exit(1)
 
 
+@model_app.command("prune")
+def model_prune() -> None:
+    """Delete the model files of candidates older than the newest MODEL_RETENTION_JOBS training
+    jobs that no registered version and no serving run uses; their runs, metrics and charts stay.
+    Every training job does this when it ends; this does it now."""
+    from forestops.pipeline.retention import prune
+
+    deleted = _model_op(prune, get_settings())
+    typer.echo(f"deleted {deleted} old candidate model(s)")
+
+
 def _model_op(operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a model operation; a refusal to start or a tracking-server error is one line and exit 1."""
     from mlflow.exceptions import MlflowException

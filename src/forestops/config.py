@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     )
     model_name: str = Field("forest-cover", description="Registered model name")
     champion_alias: str = Field("champion", description="Registry alias of the served model")
+    model_retention_jobs: int = Field(
+        10,
+        ge=0,
+        description="Training jobs whose candidates keep their model files; an older candidate's "
+        "model is deleted after each job unless a registered version or the serving run uses it "
+        "(0: keep every model)",
+    )
     mlflow_url: str = Field(
         "http://127.0.0.1:5000", description="MLflow UI link shown by the web UI"
     )

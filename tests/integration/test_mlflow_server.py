@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow.entities import LoggedModel
 from mlflow.tracking import MlflowClient
 from pydantic import SecretStr
 
 from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.integrity import load_verified
-from forestops.modeling.tracking import TAG_DECISION, resolve_serving_model
+from forestops.modeling.tracking import TAG_DECISION, registered_ref, resolve_serving_model
+from forestops.pipeline.retention import TAG_PRUNED, TAG_PRUNED_MODELS
 from forestops.pipeline.train import train
 from support.champion import SIGNING_KEY
 from support.mlflow_server import MlflowServer, mlflow_server
@@ -72,3 +74,57 @@ def test_train_registers_gates_and_loads_through_a_tracking_server(
     assert client.get_model_version(settings.model_name, "2").tags[TAG_DECISION] == "rejected"
     champion = client.get_model_version_by_alias(settings.model_name, "champion")
     assert str(champion.version) == "1"
+
+
+def test_old_candidates_lose_their_model_files_and_registered_versions_keep_theirs(
+    server: MlflowServer, settings: Settings, dataset_path: Path
+) -> None:
+    """MODEL_RETENTION_JOBS=1 through the server: the second job deletes the first job's losing
+    candidate's model (lifecycle and S3 objects) and tags its run; the first job's registered
+    winner and everything of the second job stay, and version 1 still loads."""
+    settings = tiny(
+        settings,
+        mlflow_tracking_uri=server.url,
+        mlflow_experiment_name="retention",
+        model_name="retention",
+        model_signing_key=SecretStr(SIGNING_KEY),
+        train_candidates=("logistic_regression", "svc"),
+        model_retention_jobs=1,
+    )
+    seed_samples(settings, course_rows(dataset_path, 1500))
+    client = MlflowClient(server.url)
+
+    first = train(settings)
+    loser = next(c for c in first.candidates if c.name != first.best)
+    loser_model = _logged_model(client, loser.run_id)
+    winner_model = _logged_model(
+        client, next(c.run_id for c in first.candidates if c.name == first.best)
+    )
+    assert any(loser_model.model_id in key for key in server.s3_keys())
+    assert client.get_run(first.run_id).data.tags[TAG_PRUNED_MODELS] == "0"  # nothing older
+
+    second = train(settings)
+
+    assert client.get_run(second.run_id).data.tags[TAG_PRUNED_MODELS] == "1"
+    keys = server.s3_keys()
+    assert not any(loser_model.model_id in key for key in keys)
+    assert any(winner_model.model_id in key for key in keys)
+    live = client.search_logged_models([loser_model.experiment_id])
+    assert loser_model.model_id not in {model.model_id for model in live}
+    assert winner_model.model_id in {model.model_id for model in live}
+    pruned_run = client.get_run(loser.run_id)
+    assert "older than the last 1 training jobs" in pruned_run.data.tags[TAG_PRUNED]
+    assert pruned_run.data.metrics["accuracy"] == pytest.approx(loser.accuracy)  # history stays
+    for candidate in second.candidates:  # the newest job keeps every model
+        assert TAG_PRUNED not in client.get_run(candidate.run_id).data.tags
+    version_one = registered_ref(settings, client, client.get_model_version("retention", "1"))
+    model = load_verified(settings, client, version_one)
+    assert len(model.predict(eval_split(settings)[0])) > 0
+
+
+def _logged_model(client: MlflowClient, run_id: str) -> LoggedModel:
+    experiment_id = client.get_run(run_id).info.experiment_id
+    (model,) = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
+    return model

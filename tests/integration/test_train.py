@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from forestops import contract
 from forestops.cli import app
 from forestops.config import Settings
+from forestops.modeling.integrity import load_verified
 from forestops.modeling.tracking import (
     TAG_CANDIDATE,
     TAG_CHALLENGER_SCORE,
@@ -33,6 +34,7 @@ from forestops.modeling.tracking import (
     mlflow_uris,
     resolve_serving_model,
 )
+from forestops.pipeline.retention import TAG_PRUNED
 from forestops.pipeline.status import read_latest_model
 from forestops.pipeline.train import train
 from forestops.store.reads import training_frame
@@ -203,3 +205,47 @@ def test_cli_train_names_an_unknown_candidate(
     outcome = CliRunner().invoke(app, ["train"])
     assert outcome.exit_code == 1
     assert "training failed: unknown candidate(s) xgboost; known: " in outcome.stderr
+
+
+def test_registry_disabled_the_serving_run_keeps_its_model_however_old(
+    settings: Settings, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`forestops model prune` with MODEL_RETENTION_JOBS=1 on the embedded store, after a weaker
+    second job: the first job's losing model is deleted (its files gone from disk), not the first
+    job's winner, which still serves, nor anything of the newest job."""
+    settings = tiny(
+        settings,
+        mlflow_enable_model_registry=False,
+        train_candidates=("logistic_regression", "svc"),
+    )
+    seed_samples(settings, course_rows(dataset_path, 1500))
+    first = train(settings)
+    winner = next(c for c in first.candidates if c.name == first.best)
+    loser = next(c for c in first.candidates if c.name != first.best)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    models = {c.run_id: _model_folder(client, c.run_id) for c in first.candidates}
+    weak = train(tiny(settings, train_candidates=("logistic_regression",), logreg_max_rows=100))
+    assert weak.candidates[0].accuracy < winner.accuracy
+    assert all(folder.is_dir() for folder in models.values())  # 10 jobs kept by default
+
+    monkeypatch.setenv("MLFLOW_ENABLE_MODEL_REGISTRY", "false")
+    monkeypatch.setenv("MODEL_RETENTION_JOBS", "1")
+    outcome = CliRunner().invoke(app, ["model", "prune"])
+
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.stdout.strip() == "deleted 1 old candidate model(s)"
+    assert not models[loser.run_id].exists()
+    assert (models[winner.run_id] / "MLmodel").is_file()
+    assert TAG_PRUNED in client.get_run(loser.run_id).data.tags
+    assert TAG_PRUNED not in client.get_run(weak.candidates[0].run_id).data.tags
+    serving = resolve_serving_model(settings, client)
+    assert serving is not None and serving.run_id == winner.run_id
+    assert len(load_verified(settings, client, serving).predict(eval_split(settings)[0])) > 0
+
+
+def _model_folder(client: MlflowClient, run_id: str) -> Path:
+    experiment_id = client.get_run(run_id).info.experiment_id
+    (model,) = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
+    return Path(model.artifact_location.removeprefix("file://"))

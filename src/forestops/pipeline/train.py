@@ -61,6 +61,7 @@ from forestops.pipeline.evaluate import (
 from forestops.pipeline.explanation import log_global_explanation
 from forestops.pipeline.notify import notify
 from forestops.pipeline.promote import UNREGISTERED, choose_run, register_and_gate
+from forestops.pipeline.retention import TAG_PRUNED_MODELS, prune_candidate_models
 from forestops.pipeline.status import write_latest_model
 from forestops.serving.shipped_forest import ship
 from forestops.store.database import get_engine, upgrade
@@ -167,6 +168,7 @@ def _train(settings: Settings) -> TrainResult:
             }
         )
         mlflow.log_metric("best_accuracy", best.accuracy)
+        _prune(settings, client, experiment_id)
     message = outcome.message
     if failed:
         message += f"; failed: {', '.join(failed)} (see their runs)"
@@ -193,6 +195,18 @@ def _train(settings: Settings) -> TrainResult:
     if result.champion_changed:
         notify(settings, f"new champion {settings.model_name} {result.champion_version}: {message}")
     return result
+
+
+def _prune(settings: Settings, client: MlflowClient, experiment_id: str) -> None:
+    """Old candidates' models go once this job is published; a failure here costs disk, not the
+    job (its model is registered already), so it is logged and tagged on the job, not raised."""
+    try:
+        deleted = prune_candidate_models(settings, client, experiment_id)
+    except Exception as error:
+        log.exception("old candidate models were not deleted")
+        mlflow.set_tag(TAG_PRUNED_MODELS, f"failed: {type(error).__name__}: {error}"[:_TAG_LIMIT])
+    else:
+        mlflow.set_tag(TAG_PRUNED_MODELS, str(deleted))
 
 
 def _too_little_data(settings: Settings, data: TrainingData) -> str | None:
