@@ -37,6 +37,7 @@ from forestops.modeling.tracking import (
 from forestops.pipeline.retention import TAG_PRUNED
 from forestops.pipeline.status import read_latest_model
 from forestops.pipeline.train import train
+from forestops.serving.shipped_forest import ARTIFACT_ROOT as SHIPPED_LIBRARIES
 from forestops.store.reads import training_frame
 from support.training_data import course_rows, eval_split, seed_samples, tiny
 
@@ -228,6 +229,8 @@ def test_registry_disabled_the_serving_run_keeps_its_model_however_old(
     assert weak.candidates[0].accuracy < winner.accuracy
     assert all(folder.is_dir() for folder in models.values())  # 10 jobs kept by default
 
+    shipped = f"{SHIPPED_LIBRARIES}/x86_64-glibc2.36-g4"  # as training ships a LightGBM winner's
+    client.log_text(loser.run_id, "a library", f"{shipped}/forest.so")
     monkeypatch.setenv("MLFLOW_ENABLE_MODEL_REGISTRY", "false")
     monkeypatch.setenv("MODEL_RETENTION_JOBS", "1")
     outcome = CliRunner().invoke(app, ["model", "prune"])
@@ -237,6 +240,8 @@ def test_registry_disabled_the_serving_run_keeps_its_model_however_old(
     assert not models[loser.run_id].exists()
     assert (models[winner.run_id] / "MLmodel").is_file()
     assert TAG_PRUNED in client.get_run(loser.run_id).data.tags
+    assert client.list_artifacts(loser.run_id, SHIPPED_LIBRARIES) == []
+    assert "confusion_matrix.png" in {item.path for item in client.list_artifacts(loser.run_id)}
     assert TAG_PRUNED not in client.get_run(weak.candidates[0].run_id).data.tags
     serving = resolve_serving_model(settings, client)
     assert serving is not None and serving.run_id == winner.run_id

@@ -6,7 +6,7 @@ random forest on 150k rows, the extra trees on 40k). A daily job grows the artif
 ~350 MB a day, nearly all of it models nobody will load again. What can still serve is kept
 whatever its age: the model of every registered version (an operator may promote or roll back
 to any of them) and, without the registry, the run that serves. What goes is a losing
-candidate's model files; its run stays, with its metrics, parameters, charts and reports, tagged
+candidate's model files (and a compiled forest training shipped with it); its run stays, with its metrics, parameters, charts and reports, tagged
 with what was deleted and why, so comparisons in the MLflow UI keep their history.
 
 How: the logged model is deleted through the tracking server (lifecycle `deleted`), then its
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from forestops.modeling.tracking import TAG_KIND, resolve_serving_model
+from forestops.serving.shipped_forest import ARTIFACT_ROOT as SHIPPED_LIBRARIES
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -80,9 +81,9 @@ def prune_candidate_models(settings: Settings, client: MlflowClient, experiment_
         doomed = [model for model in logged if model.model_id not in models]
         for model in doomed:
             client.delete_logged_model(model.model_id)
-            get_artifact_repository(
-                model.artifact_location, tracking_uri=settings.mlflow_tracking_uri
-            ).delete_artifacts()
+            _delete_files(settings, model.artifact_location)
+        if client.list_artifacts(run.info.run_id, SHIPPED_LIBRARIES):  # useless without the model
+            _delete_files(settings, run.info.artifact_uri, SHIPPED_LIBRARIES)
         client.set_tag(
             run.info.run_id,
             TAG_PRUNED,
@@ -95,6 +96,11 @@ def prune_candidate_models(settings: Settings, client: MlflowClient, experiment_
             "deleted %d candidate model(s) older than the last %d training jobs", deleted, keep
         )
     return deleted
+
+
+def _delete_files(settings: Settings, location: str, path: str | None = None) -> None:
+    repository = get_artifact_repository(location, tracking_uri=settings.mlflow_tracking_uri)
+    repository.delete_artifacts(path)
 
 
 def _in_use(settings: Settings, client: MlflowClient) -> tuple[set[str], set[str]]:
