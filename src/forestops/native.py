@@ -20,7 +20,7 @@ _compiling = threading.Lock()
 
 
 class CompilerFailed(RuntimeError):
-    """The compiler did not run, or exited non-zero; the message names it and its last line."""
+    """The compiler did not run, or exited non-zero; the message names it and its error line."""
 
 
 class KernelUnavailable(RuntimeError):

@@ -16,7 +16,7 @@ from forestops import contract
 from forestops.config import Settings
 from forestops.modeling.integrity import load_verified
 from forestops.modeling.tracking import TAG_DECISION, registered_ref, resolve_serving_model
-from forestops.pipeline.retention import TAG_PRUNED, TAG_PRUNED_MODELS
+from forestops.pipeline.retention import TAG_PRUNED, TAG_PRUNED_MODELS, logged_models
 from forestops.pipeline.train import train
 from support.champion import SIGNING_KEY
 from support.mlflow_server import MlflowServer, mlflow_server
@@ -123,8 +123,5 @@ def test_old_candidates_lose_their_model_files_and_registered_versions_keep_thei
 
 
 def _logged_model(client: MlflowClient, run_id: str) -> LoggedModel:
-    experiment_id = client.get_run(run_id).info.experiment_id
-    (model,) = client.search_logged_models(
-        [experiment_id], filter_string=f"source_run_id = '{run_id}'"
-    )
+    (model,) = logged_models(client, client.get_run(run_id))
     return model

@@ -34,7 +34,8 @@ from forestops.modeling.tracking import (
     mlflow_uris,
     resolve_serving_model,
 )
-from forestops.pipeline.retention import TAG_PRUNED
+from forestops.pipeline import train as train_module
+from forestops.pipeline.retention import TAG_PRUNED, TAG_PRUNED_MODELS, logged_models
 from forestops.pipeline.status import read_latest_model
 from forestops.pipeline.train import train
 from forestops.serving.shipped_forest import ARTIFACT_ROOT as SHIPPED_LIBRARIES
@@ -248,9 +249,26 @@ def test_registry_disabled_the_serving_run_keeps_its_model_however_old(
     assert len(load_verified(settings, client, serving).predict(eval_split(settings)[0])) > 0
 
 
+def test_a_failed_pruning_is_tagged_on_the_job_and_does_not_fail_it(
+    settings: Settings, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replaced here, as a tracking server refusing the deletion (a 403) cannot be staged on the
+    embedded store: the job still trains and publishes, and its run says why nothing was deleted."""
+
+    def refused(*args: object) -> int:
+        raise PermissionError("the trainer may not delete here")
+
+    monkeypatch.setattr(train_module, "prune_candidate_models", refused)
+    settings = tiny(settings, train_candidates=("logistic_regression",))
+    seed_samples(settings, course_rows(dataset_path, 1500))
+
+    result = train(settings)
+
+    assert (result.status, result.decision) == ("trained", "promoted")
+    tags = MlflowClient(settings.mlflow_tracking_uri).get_run(str(result.run_id)).data.tags
+    assert tags[TAG_PRUNED_MODELS] == "failed: PermissionError: the trainer may not delete here"
+
+
 def _model_folder(client: MlflowClient, run_id: str) -> Path:
-    experiment_id = client.get_run(run_id).info.experiment_id
-    (model,) = client.search_logged_models(
-        [experiment_id], filter_string=f"source_run_id = '{run_id}'"
-    )
+    (model,) = logged_models(client, client.get_run(run_id))
     return Path(model.artifact_location.removeprefix("file://"))

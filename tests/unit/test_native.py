@@ -1,4 +1,4 @@
-"""How forestops' C builds report a compiler's failure: one line naming the compiler and its last
+"""How forestops' C builds report a compiler's failure: one line naming the compiler and its first
 error, whatever is built (the TreeSHAP kernel, the forest walk, a compiled forest's units)."""
 
 from __future__ import annotations

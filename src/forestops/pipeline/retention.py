@@ -6,8 +6,9 @@ random forest on 150k rows, the extra trees on 40k). A daily job grows the artif
 ~350 MB a day, nearly all of it models nobody will load again. What can still serve is kept
 whatever its age: the model of every registered version (an operator may promote or roll back
 to any of them) and, without the registry, the run that serves. What goes is a losing
-candidate's model files (and a compiled forest training shipped with it); its run stays, with its metrics, parameters, charts and reports, tagged
-with what was deleted and why, so comparisons in the MLflow UI keep their history.
+candidate's model files (and a compiled forest training shipped with it); its run stays, with
+its metrics, parameters, charts and reports, tagged with what was deleted and why, so comparisons
+in the MLflow UI keep their history.
 
 How: the logged model is deleted through the tracking server (lifecycle `deleted`), then its
 files through the artifact repository, in that order, so a model whose files are half gone is
@@ -29,7 +30,7 @@ from forestops.modeling.tracking import TAG_KIND, resolve_serving_model
 from forestops.serving.shipped_forest import ARTIFACT_ROOT as SHIPPED_LIBRARIES
 
 if TYPE_CHECKING:
-    from mlflow.entities import Run
+    from mlflow.entities import LoggedModel, Run
     from mlflow.tracking import MlflowClient
 
     from forestops.config import Settings
@@ -75,10 +76,7 @@ def prune_candidate_models(settings: Settings, client: MlflowClient, experiment_
         tags = run.data.tags
         if run.info.run_id in runs or tags.get(_PARENT) in kept_jobs or TAG_PRUNED in tags:
             continue
-        logged = client.search_logged_models(
-            [experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
-        )
-        doomed = [model for model in logged if model.model_id not in models]
+        doomed = [model for model in logged_models(client, run) if model.model_id not in models]
         for model in doomed:
             client.delete_logged_model(model.model_id)
             _delete_files(settings, model.artifact_location)
@@ -98,6 +96,15 @@ def prune_candidate_models(settings: Settings, client: MlflowClient, experiment_
     return deleted
 
 
+def logged_models(client: MlflowClient, run: Run) -> list[LoggedModel]:
+    """The models `run` logged (MLflow 3 keeps them apart from the run's own artifacts)."""
+    return list(
+        client.search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        )
+    )
+
+
 def _delete_files(settings: Settings, location: str, path: str | None = None) -> None:
     repository = get_artifact_repository(location, tracking_uri=settings.mlflow_tracking_uri)
     repository.delete_artifacts(path)
@@ -107,22 +114,21 @@ def _in_use(settings: Settings, client: MlflowClient) -> tuple[set[str], set[str
     """The run ids and logged-model ids that serve or may serve."""
     runs: set[str] = set()
     models: set[str] = set()
-    if settings.mlflow_enable_model_registry:
-        token = None
-        while True:
-            page = client.search_model_versions(
-                f"name = '{settings.model_name}'", max_results=1000, page_token=token
-            )
-            for version in page:
-                runs.update(filter(None, [version.run_id]))
-                models.update(filter(None, [version.model_id]))
-            token = page.token
-            if not token:
-                break
-    serving = resolve_serving_model(settings, client)
-    if serving is not None and serving.run_id:
-        runs.add(serving.run_id)
-    return runs, models
+    if not settings.mlflow_enable_model_registry:  # the champion is a version otherwise
+        serving = resolve_serving_model(settings, client)
+        runs.update(filter(None, [serving.run_id if serving else None]))
+        return runs, models
+    token = None
+    while True:
+        page = client.search_model_versions(
+            f"name = '{settings.model_name}'", max_results=1000, page_token=token
+        )
+        for version in page:
+            runs.update(filter(None, [version.run_id]))
+            models.update(filter(None, [version.model_id]))
+        token = page.token
+        if not token:
+            return runs, models
 
 
 def _candidates_before(client: MlflowClient, experiment_id: str, started_ms: int) -> Iterator[Run]:

@@ -5,9 +5,10 @@ group's one batch) where a compiler is at hand.
 Why: asking each of 100 trees through `tree_.predict` costs a few µs of Python and NumPy per
 tree. Measured in process on the one-batch champion (100 trees, ~12,000 nodes each;
 benchmarks/RESULTS.md, ## Inference), encoding included: one record 0.41 ms that way and 0.08 ms
-walked; 1,000 records 29 ms and 24 ms, where the trees' own work dominates. The walk copies each tree's child, feature and
-threshold arrays contiguous (scikit-learn exposes them as strided views of its node structs,
-~25 bytes a node) and reads the leaf values where scikit-learn keeps them.
+walked; 1,000 records 29 ms and 24 ms, where the trees' own work dominates. The walk copies
+each tree's child, feature and threshold arrays contiguous (scikit-learn exposes them as strided
+views of its node structs, ~25 bytes a node) and reads the leaf values where scikit-learn keeps
+them.
 """
 
 from __future__ import annotations
