@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from forestops import contract
 from forestops.config import Settings
-from forestops.modeling.explain import MAX_FOREST_ROWS
+from forestops.modeling.explain import FOREST_NODE_RECORDS
 from forestops.modeling.features import frame_to_arrays
 from forestops.modeling.tracking import TAG_CANDIDATE, TAG_EXPLANATION, mlflow_uris
 from forestops.pipeline.explanation import CHART, DEPENDENCE, MAX_ROWS, TABLE
@@ -35,10 +35,12 @@ def test_candidates_log_what_they_rely_on(settings: Settings, dataset_path: Path
     assert linear.data.tags[TAG_EXPLANATION].startswith("none: the model is a LogisticRegression")
     assert not [a for a in client.list_artifacts(linear.info.run_id, "explanation")]
 
-    forest = runs["extra_trees"]  # explained by the kernel, on fewer rows (each costs more)
+    forest = runs["extra_trees"]  # explained by the kernel, on as many rows as its nodes allow
     features, _ = eval_split(settings)
-    rows = min(MAX_FOREST_ROWS, len(features))
-    assert rows < min(MAX_ROWS, len(features))
+    with mlflow_uris(settings.mlflow_tracking_uri):
+        trees = mlflow.pyfunc.load_model(f"runs:/{forest.info.run_id}/model").unwrap_python_model()
+    nodes = sum(tree.tree_.node_count for tree in trees.tree_forest.estimators_)
+    rows = min(FOREST_NODE_RECORDS // nodes, MAX_ROWS, len(features))
     assert forest.data.tags[TAG_EXPLANATION].startswith(f"TreeSHAP on {rows} evaluation rows")
     assert TABLE in {a.path for a in client.list_artifacts(forest.info.run_id, "explanation")}
 

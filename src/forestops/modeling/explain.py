@@ -59,9 +59,10 @@ MAX_FOREST_NODES = 2_000_000  # ~180 MB of kernel layout; extra trees on 40k row
 log = logging.getLogger(__name__)
 
 
-# A forest of full-depth trees costs ~85 ms a record for every class (100 extra trees on 30k rows,
-# 1.2M nodes) against a few for the boosting: a summary over many records explains fewer of them.
-MAX_FOREST_ROWS = 100
+# A forest's record costs in proportion to its nodes (~85 ms for every class on 100 extra trees of
+# 30k rows, 1.2M nodes) against a few ms for the boosting: a summary over many records explains
+# as many records of a forest as this many nodes x records allow (100 of that forest, ~8.5 s).
+FOREST_NODE_RECORDS = 120_000_000
 
 
 class NotExplainable(ValueError):
@@ -109,11 +110,12 @@ class Explainer:
         self.kind = kind = _describe(estimator)
         self.booster: Booster | None = None
         self.forest = model.tree_forest
+        self.nodes = 0  # a forest's, which its explanations cost in proportion to
         if isinstance(estimator, LGBMClassifier):
             self.booster = estimator.booster_
             columns = self.booster.num_feature()
         elif self.forest is not None:
-            nodes = sum(tree.tree_.node_count for tree in estimator.estimators_)
+            self.nodes = nodes = sum(tree.tree_.node_count for tree in estimator.estimators_)
             if nodes > MAX_FOREST_NODES:
                 raise NotExplainable(
                     f"the model is a {kind} of {nodes:,} nodes, more than the {MAX_FOREST_NODES:,} "
@@ -203,8 +205,11 @@ class Explainer:
 
     def affordable(self, rows: int) -> int:
         """How many of `rows` records a summary explains (training's global explanation, the
-        monitor's reliance shift): all of them, or MAX_FOREST_ROWS for a forest."""
-        return rows if self.forest is None else min(rows, MAX_FOREST_ROWS)
+        monitor's reliance shift): all of them, or for a forest as many as its size allows
+        (FOREST_NODE_RECORDS), at least one."""
+        if self.forest is None:
+            return rows
+        return min(rows, max(1, FOREST_NODE_RECORDS // self.nodes))
 
     def prepare(self) -> None:
         """Start building the kernel on a thread of its own, once (`warmup`).

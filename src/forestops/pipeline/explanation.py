@@ -4,9 +4,9 @@ Mean |contribution| (TreeSHAP, `modeling.explain`) of each contract feature on t
 rows, summed over the classes (and per class), logged to the candidate's run as a table and a
 bar chart, with dependence plots (contribution to the predicted class against the feature's
 value) for the top features. TreeSHAP costs ~100x a prediction on a large forest, so at most
-`MAX_ROWS` evaluation rows (a seeded sample; fewer for a forest, `Explainer.affordable`) are
-explained. A model without exact contributions
-gets the tag `forestops.explanation` saying why instead.
+`MAX_ROWS` evaluation rows (a seeded sample; fewer for a large forest, whose records cost in
+proportion to its nodes: `Explainer.affordable`) are explained. A model without exact
+contributions gets the tag `forestops.explanation` saying why instead.
 """
 
 from __future__ import annotations
