@@ -70,17 +70,27 @@ static inline Lanes load(const double *from) {
 
 static inline void store(double *to, Lanes v) { memcpy(to, &v, sizeof v); }
 
-/* One tree for record x into phi: internal nodes in slots 1..inner (preorder), leaves in
-   inner + 1..size. Its points come in `chunks` groups of LANES (the last padded with weight 0);
-   work holds 4 (inner + 1) chunks LANES doubles, p and left_taken inner + 1. A leaf needs neither its own A nor
-   1 / g: its integral is value * the sum of w A_parent / g_earlier. Written in GCC vector types,
-   inlined once per chunk count (EXPLAINS): each node's points are a few vector operations. */
+/* One tree for record x into phi (per feature, the weighted integrand summed by lane: the lanes
+   are added once per record, not at every node): internal nodes in slots 1..inner (preorder),
+   leaves in inner + 1..size. Its points come in `chunks` groups of LANES (the last padded with
+   weight 0); work holds 4 (inner + 1) chunks LANES doubles, p and left_taken inner + 1. A leaf
+   needs neither its own A nor 1 / g: its integral is value * the sum of w A_parent / g_earlier.
+   Written in GCC vector types, inlined once per chunk count (EXPLAINS): each node's points are a
+   few vector operations. W and D are zeroed in one sweep each, not node by node. */
 static inline __attribute__((always_inline)) void explain_tree(
-    const Layout *l, int32_t inner, int32_t size, const double *x, const double *t,
-    const double *w, double *work, double *p, uint8_t *left_taken, double *phi,
-    const int chunks) {
+    const Layout *l, int32_t inner, int32_t size, const double *restrict x,
+    const double *restrict t, const double *restrict w, double *restrict work,
+    double *restrict p, uint8_t *restrict left_taken, Lanes *restrict phi, const int chunks) {
   const int n = chunks * LANES;
-  double *A = work, *W = A + (inner + 1) * n, *D = W + (inner + 1) * n, *G = D + (inner + 1) * n;
+  double *restrict A = work, *restrict W = A + (inner + 1) * n, *restrict D = W + (inner + 1) * n,
+                   *restrict G = D + (inner + 1) * n;
+  /* The layout's arrays in restrict locals: a store through left_taken (a char type) or phi
+     would otherwise make the compiler reload every pointer of *l at each node. */
+  const int32_t *restrict parent = l->parent, *restrict earlier = l->earlier,
+                          *restrict edge = l->edge, *restrict split = l->split;
+  const uint8_t *restrict is_left = l->is_left, *restrict decision = l->decision;
+  const double *restrict zs = l->z, *restrict values = l->value, *restrict threshold = l->threshold;
+  const size_t stride = l->stride;
   Lanes at[MAX_POINTS / LANES], weight[MAX_POINTS / LANES];
   for (int c = 0; c < chunks; c++) {
     at[c] = load(t + c * LANES);
@@ -89,26 +99,26 @@ static inline __attribute__((always_inline)) void explain_tree(
     store(W + n + c * LANES, (Lanes){});
     store(G + c * LANES, (Lanes){} + 1.0); /* the sentinel's 1 / g */
   }
+  memset(W + 2 * n, 0, ((size_t)inner - 1) * n * sizeof *W); /* W[2..inner]; D follows W */
+  memset(D + 2 * n, 0, ((size_t)inner - 1) * n * sizeof *D);
   for (int32_t i = 1; i <= inner; i++) /* each split's decision, once */
-    left_taken[i] = (uint8_t)goes_left(x[l->split[i]], l->threshold[i], l->decision[i]);
+    left_taken[i] = (uint8_t)goes_left(x[split[i]], threshold[i], decision[i]);
   p[0] = 1.0; /* p: 1 while every split on the edge's feature down to the node was taken */
   for (int32_t i = 2; i <= inner; i++) {
-    const int32_t up = l->parent[i], before = l->earlier[i];
-    const double z = l->z[i], pi = (double)(left_taken[up] == l->is_left[i]) * p[before];
+    const int32_t up = parent[i], before = earlier[i];
+    const double z = zs[i], pi = (double)(left_taken[up] == is_left[i]) * p[before];
     p[i] = pi;
     for (int c = 0; c < chunks; c++) {
       const Lanes g = z + (pi - z) * at[c];
       store(G + i * n + c * LANES, 1.0 / g);
       store(A + i * n + c * LANES,
             load(A + up * n + c * LANES) * g * load(G + before * n + c * LANES));
-      store(W + i * n + c * LANES, (Lanes){});
-      store(D + i * n + c * LANES, (Lanes){});
     }
   }
   for (int32_t i = inner + 1; i <= size; i++) {
-    const int32_t up = l->parent[i], before = l->earlier[i];
-    const double z = l->z[i], value = l->value[(size_t)i * l->stride];
-    const double pi = (double)(left_taken[up] == l->is_left[i]) * p[before];
+    const int32_t up = parent[i], before = earlier[i];
+    const double z = zs[i], value = values[(size_t)i * stride];
+    const double pi = (double)(left_taken[up] == is_left[i]) * p[before];
     Lanes sum = {};
     for (int c = 0; c < chunks; c++) {
       const Lanes a = load(A + up * n + c * LANES) * load(G + before * n + c * LANES);
@@ -117,31 +127,28 @@ static inline __attribute__((always_inline)) void explain_tree(
       store(W + up * n + c * LANES, load(W + up * n + c * LANES) + below);
       store(D + before * n + c * LANES, load(D + before * n + c * LANES) + below);
     }
-    double integral = 0.0;
-    for (int lane = 0; lane < LANES; lane++) integral += sum[lane];
-    phi[l->edge[i]] += (pi - z) * value * integral;
+    phi[edge[i]] += ((pi - z) * value) * sum;
   }
   for (int32_t i = inner; i >= 2; i--) {
-    const int32_t up = l->parent[i], before = l->earlier[i];
+    const int32_t up = parent[i], before = earlier[i];
     Lanes sum = {};
     for (int c = 0; c < chunks; c++) {
       const Lanes below = load(W + i * n + c * LANES);
       sum += weight[c] * (below - load(D + i * n + c * LANES)) * load(G + i * n + c * LANES);
       store(W + up * n + c * LANES, load(W + up * n + c * LANES) + below);
-      store(D + before * n + c * LANES, load(D + before * n + c * LANES) + below); /* sentinel: unread */
+      /* at the sentinel, written and never read */
+      store(D + before * n + c * LANES, load(D + before * n + c * LANES) + below);
     }
-    double integral = 0.0;
-    for (int lane = 0; lane < LANES; lane++) integral += sum[lane];
-    phi[l->edge[i]] += (p[i] - l->z[i]) * integral;
+    phi[edge[i]] += (p[i] - zs[i]) * sum;
   }
 }
 
 typedef void (*Explain)(const Layout *, int32_t, int32_t, const double *, const double *,
-                        const double *, double *, double *, uint8_t *, double *);
+                        const double *, double *, double *, uint8_t *, Lanes *);
 #define EXPLAIN(C)                                                                         \
   static void explain_##C(const Layout *l, int32_t inner, int32_t size, const double *x,  \
                           const double *t, const double *w, double *work, double *p,       \
-                          uint8_t *left_taken, double *phi) {                              \
+                          uint8_t *left_taken, Lanes *phi) {                               \
     explain_tree(l, inner, size, x, t, w, work, p, left_taken, phi, C);                    \
   }
 EXPLAIN(1) EXPLAIN(2) EXPLAIN(3) EXPLAIN(4) EXPLAIN(5) EXPLAIN(6) EXPLAIN(7) EXPLAIN(8)
@@ -253,20 +260,23 @@ int forestops_treeshap(const int32_t *parent, const int32_t *earlier, const int3
                        const uint8_t *is_left, const double *z, const double *value,
                        const int32_t *split, const double *threshold, const uint8_t *decision,
                        const int32_t *starts, const int32_t *inner, const int32_t *points,
-                       size_t values, size_t first, size_t last, size_t K, int32_t largest, const double *quad_t,
-                       const double *quad_w,
-                       const double *X, size_t rows, size_t num_features, const int32_t *explain,
+                       size_t values, size_t first, size_t last, size_t K, int32_t largest,
+                       const double *quad_t, const double *quad_w, const double *X, size_t rows, size_t num_features, const int32_t *explain,
                        double *out) {
   const size_t slots = (size_t)largest + 1;
   double *work = malloc(4 * slots * MAX_POINTS * sizeof *work), *p = malloc(slots * sizeof *p);
   uint8_t *left_taken = malloc(slots);
-  if (work == NULL || p == NULL || left_taken == NULL) {
+  /* per class and feature, one sum per lane: reduced once per record, not at every node */
+  Lanes *phi = aligned_alloc(sizeof *phi, K * num_features * sizeof *phi);
+  if (work == NULL || p == NULL || left_taken == NULL || phi == NULL) {
     free(work);
     free(p);
     free(left_taken);
+    free(phi);
     return -1;
   }
   for (size_t r = 0; r < rows; r++) {
+    memset(phi, 0, K * num_features * sizeof *phi);
     for (size_t tree = first; tree < last; tree++) {
       if (points[tree] == 0) continue;
       const size_t base = (size_t)starts[tree] + tree;
@@ -286,10 +296,16 @@ int forestops_treeshap(const int32_t *parent, const int32_t *earlier, const int3
         EXPLAINS[(n + LANES - 1) / LANES](
             &l, inner[tree], starts[tree + 1] - starts[tree], X + r * num_features,
             quad_t + (size_t)n * MAX_POINTS, quad_w + (size_t)n * MAX_POINTS, work, p, left_taken,
-            out + (r * K + k) * num_features);
+            phi + k * num_features);
       }
     }
+    for (size_t j = 0; j < K * num_features; j++) {
+      double sum = 0.0;
+      for (int lane = 0; lane < LANES; lane++) sum += phi[j][lane];
+      out[r * K * num_features + j] += sum;
+    }
   }
+  free(phi);
   free(work);
   free(p);
   free(left_taken);
