@@ -3,6 +3,7 @@ itself: `Booster.predict(..., pred_contrib=True)` and `raw_score=True` on the sa
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.linear_model import LogisticRegression
 
 from forestops import contract
+from forestops.modeling import explain as explain_module
 from forestops.modeling import treeshap
 from forestops.modeling.explain import Explainer
 from forestops.modeling.features import ContractEncoder, frame_to_arrays
@@ -371,5 +373,53 @@ def test_the_kernel_is_built_on_the_first_explanation_and_lightgbm_answers_until
                     )
                     for name, value in explanation["contributions"].items():
                         assert kernel["contributions"][name] == pytest.approx(value, abs=1e-9)
+    finally:
+        fresh.stop()
+
+
+def test_only_a_brief_explanation_runs_on_the_event_loop(
+    store: ChampionStore, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One record's class on the built kernel is explained on the event loop (a thread hop costs
+    a tenth of it); LightGBM's pred_contrib before the kernel is built, and anything over
+    BRIEF_WORK, go to a worker thread. A spy around the real `explain` says where it ran."""
+    fresh = ModelHolder(store.settings)
+    fresh.start()
+    try:
+        with TestClient(create_app(store.settings, fresh)) as app:
+            served = fresh.current
+            assert served is not None and served.explainer is not None
+            explainer = served.explainer
+            where: list[str] = []
+            explain = explainer.explain
+
+            def spy(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    asyncio.get_running_loop()
+                    where.append("loop")
+                except RuntimeError:  # no loop runs in a worker thread
+                    where.append("worker")
+                return explain(*args, **kwargs)
+
+            monkeypatch.setattr(explainer, "explain", spy)
+            one, two = _records(frame.iloc[:1]), _records(frame.iloc[1:3])
+            assert app.post("/predict?explain=true", json=one).status_code == 200
+            assert where == ["worker"]  # pred_contrib: the kernel is being built meanwhile
+            assert explainer.warmup is not None
+            explainer.warmup.join(120)
+            labels = served.predict(*frame_to_arrays(frame.iloc[:3])).argmax(axis=1)
+            assert explainer.fast is not None
+            positions = np.searchsorted(explainer.classes, labels)
+            one_class = explainer.fast.work(1, positions[:1])
+            assert explainer.fast.work(2, positions[1:]) > one_class
+            monkeypatch.setattr(explain_module, "BRIEF_WORK", one_class)
+            for query, records, expected in (
+                ("true", one, "loop"),
+                ("true", two, "worker"),
+                ("all", one, "worker"),
+            ):
+                response = app.post(f"/predict?explain={query}", json=records)
+                assert response.status_code == 200
+                assert where[-1] == expected, (query, len(records))
     finally:
         fresh.stop()

@@ -239,6 +239,12 @@ class TreeShap:
             out[np.arange(self.classes)[None, :] != explain[:, None]] = np.nan
         return out
 
+    def work(self, rows: int, only: np.ndarray | None = None) -> int:
+        """The kernel's steps (node slots x vectors of points; ~6 ns each on a 2026 server core)
+        to explain `rows` records, each for its class position in `only`, or for every class."""
+        per_class = self.cumulative_cost[:, -1]
+        return int(per_class.sum() * rows if only is None else per_class[only].sum())
+
     def _tree_bounds(self, explain: np.ndarray, workers: int) -> list[int]:
         """Tree ranges of about equal work for the classes asked (`explain`, -1: every class):
         a split by tree count leaves one thread waiting on the other's deeper trees."""
