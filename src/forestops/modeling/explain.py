@@ -217,7 +217,7 @@ class Explainer:
     def brief(self, rows: int, only: np.ndarray | None) -> bool:
         """Whether `explain(wait=False)` of `rows` records (`only`: a class id each, or None for
         every class) is the built kernel's few milliseconds (BRIEF_WORK), so short that the hop to
-        a worker thread (0.3-0.5 ms served, measured A/B) is worth saving: the service then runs
+        a worker thread (0.2-0.5 ms served, measured A/B) is worth saving: the service then runs
         it on the event loop, as it runs a small prediction. LightGBM's pred_contrib (tens of ms
         a record) and a large forest's kernel never are."""
         fast = self._fast

@@ -7,8 +7,9 @@ with orjson. No DataFrame, no disk, no MLflow call; the model object is read onc
 holder, so a reload mid-request cannot change the model under it. Small requests run on the
 event loop (a thread hop costs more than the model); batches go to the thread pool, split across
 `INFERENCE_THREADS` single-threaded model calls, so one big request neither stalls the others
-nor leaves a core idle. Explanations go to the thread pool as well, except one record's on the
-compiled TreeSHAP kernel (`Explainer.brief`: a few ms, as long as a 32-record prediction).
+nor leaves a core idle. Explanations go to the thread pool as well, except a few ms of the
+compiled TreeSHAP kernel's work (`Explainer.brief`: one record's class on a full-data champion),
+which run on the loop as a 32-record prediction does.
 
 A bad body gets 415, 422 or 413 (see `json_body`; the body size limit is the app's); 503 while
 no model is loaded. Bodies over `INLINE_MAX_BYTES` are parsed and judged in a worker thread so
@@ -154,9 +155,9 @@ async def explain_into(
     settings: Settings,
 ) -> None:
     """Add `explain`'s ("true" or "all") explanations to an answer's predictions: in the thread
-    pool, as they are milliseconds of work, unless the work is `Explainer.brief` (one record's
-    class on the compiled kernel), which runs here; the kernel shares it over INFERENCE_THREADS
-    either way, the calling thread taking the first share."""
+    pool, as they are milliseconds of work, unless the work is `Explainer.brief` (a few ms of the
+    compiled kernel's, such as one record's class), which runs here; the kernel shares it over
+    INFERENCE_THREADS either way, the calling thread taking the first share."""
     only = None if explain == "all" else labels
     work = partial(
         explain_with.explain,
