@@ -20,11 +20,11 @@ least privilege.)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.utils import get_results_from_paginated_fn
 
 from forestops.modeling.tracking import TAG_KIND, resolve_serving_model
 from forestops.serving.shipped_forest import ARTIFACT_ROOT as SHIPPED_LIBRARIES
@@ -112,35 +112,28 @@ def _delete_files(settings: Settings, location: str, path: str | None = None) ->
 
 def _in_use(settings: Settings, client: MlflowClient) -> tuple[set[str], set[str]]:
     """The run ids and logged-model ids that serve or may serve."""
-    runs: set[str] = set()
-    models: set[str] = set()
     if not settings.mlflow_enable_model_registry:  # the champion is a version otherwise
         serving = resolve_serving_model(settings, client)
-        runs.update(filter(None, [serving.run_id if serving else None]))
-        return runs, models
-    token = None
-    while True:
-        page = client.search_model_versions(
-            f"name = '{settings.model_name}'", max_results=1000, page_token=token
-        )
-        for version in page:
-            runs.update(filter(None, [version.run_id]))
-            models.update(filter(None, [version.model_id]))
-        token = page.token
-        if not token:
-            return runs, models
+        return ({serving.run_id} if serving and serving.run_id else set()), set()
+    versions = get_results_from_paginated_fn(
+        lambda size, token: client.search_model_versions(
+            f"name = '{settings.model_name}'", max_results=size, page_token=token
+        ),
+        1000,
+    )
+    return (
+        {version.run_id for version in versions if version.run_id},
+        {version.model_id for version in versions if version.model_id},
+    )
 
 
-def _candidates_before(client: MlflowClient, experiment_id: str, started_ms: int) -> Iterator[Run]:
-    token = None
-    while True:
-        page = client.search_runs(
+def _candidates_before(client: MlflowClient, experiment_id: str, started_ms: int) -> list[Run]:
+    return get_results_from_paginated_fn(
+        lambda size, token: client.search_runs(
             [experiment_id],
             filter_string=f"tags.`{TAG_KIND}` = 'candidate' and attributes.start_time < {started_ms}",
-            max_results=500,
+            max_results=size,
             page_token=token,
-        )
-        yield from page
-        token = page.token
-        if not token:
-            return
+        ),
+        500,
+    )
